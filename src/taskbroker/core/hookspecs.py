@@ -1,0 +1,56 @@
+"""The hooks a taskbroker plugin may implement.
+
+Every hook is a module-level function (or method) named ``taskbroker_*`` and decorated with
+:data:`taskbroker.hookimpl`.  Built-in plugins use exactly these hooks, like third-party ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from taskbroker.core.tasktype import TaskType
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+PROJECT = "taskbroker"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- task types -------------------------------------------------------------------------
+
+
+@hookspec
+def taskbroker_register_task_types(register: Callable[[TaskType], None]) -> None:
+    """Register the plugin's task types by calling ``register(TaskType(...))`` for each.
+
+    Called once per process when the registry is built.  A name already registered by
+    another plugin is rejected; the error names both plugins and the rest still load.
+    """
+
+
+# --- periodic work ----------------------------------------------------------------------
+
+
+@hookspec
+def taskbroker_register_schedules(register: Callable[..., None]) -> None:
+    """Ask beat for periodic runs: ``register(name, task_type, schedule, params={})``.
+
+    ``schedule`` is a :class:`celery.schedules.crontab` or a number of seconds.  Settings may
+    override or disable each entry by ``name``.
+    """
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+@hookspec
+def taskbroker_configure(settings: Any) -> None:
+    """Called once with the process's :class:`~taskbroker.core.settings.Settings` after load.
+
+    Use it to read settings a plugin needs; do not start threads or connections here.
+    """

@@ -1,0 +1,117 @@
+"""Configuration, read from ``TASKBROKER_*`` environment variables (pydantic-settings).
+
+With nothing set, taskbroker runs embedded: Celery's filesystem transport and a SQLite ledger
+under ``data_dir``.  ``TASKBROKER_REDIS_URL`` and ``TASKBROKER_DATABASE_URL`` switch to the
+distributed mode (Redis broker and rate limits, PostgreSQL ledger).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Every setting taskbroker reads; the README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKBROKER_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".taskbroker"),
+        description="Embedded mode: where the broker queue, results and SQLite ledger live.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; when set, Celery broker + results + rate limits."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the ledger and schedule data (PostgreSQL in production); "
+        "default sqlite:///<data_dir>/taskbroker.db.",
+    )
+    load_plugins: str | None = Field(
+        default=None,
+        description="Comma list of third-party plugin distributions (or entry-point names) to "
+        "load; unset loads all installed, empty loads none.",
+    )
+    plugin_modules: str = Field(
+        default="", description="Comma list of extra importable modules to register as plugins."
+    )
+    builtin_plugins: bool = Field(
+        default=True, description="Load the built-in resilience and metrics plugins."
+    )
+    default_queue: str = Field(default="taskbroker", description="Queue of task types naming none.")
+    worker_concurrency: int | None = Field(
+        default=None, ge=1, description="Worker processes (default: number of CPUs)."
+    )
+    worker_pool: Literal["prefork", "solo", "threads"] = Field(
+        default="prefork", description="Celery pool; prefork is needed to terminate a task."
+    )
+    result_expires: int = Field(
+        default=3600, ge=60, description="Seconds Celery keeps results (the ledger keeps more)."
+    )
+    cancel_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="After a cancel, how long a running handler may stop cooperatively before "
+        "its process is terminated.",
+    )
+    broker_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds a publish may take before ConnectionError."
+    )
+    max_params_bytes: int = Field(
+        default=65536, ge=256, description="Largest accepted params payload (JSON bytes)."
+    )
+    # identity for stdio / CLI callers
+    local_user: str = Field(default="local", description="User id of stdio and CLI callers.")
+    local_roles: str = Field(
+        default="admin", description="Comma list of roles of stdio and CLI callers."
+    )
+    # HTTP server
+    host: str = Field(default="127.0.0.1", description="HTTP bind address of `serve`.")
+    port: int = Field(default=8000, ge=0, le=65535, description="HTTP port of `serve`.")
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma list of extra Host headers the HTTP server accepts (DNS rebinding "
+        "protection; loopback names are always accepted).",
+    )
+    log_level: str = Field(default="INFO", description="Log level of taskbroker's loggers.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="json, console, or auto (console on a TTY)."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Embedded mode: fixed admin bearer token (else generated)."
+    )
+
+    @field_validator("redis_url", "database_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis URL is configured (filesystem broker, supervised worker)."""
+        return self.redis_url is None
+
+    @property
+    def ledger_url(self) -> str:
+        """The SQLAlchemy URL the ledger and schedule store use."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'taskbroker.db').resolve()}"
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """Roles of the local (stdio/CLI) principal."""
+        return frozenset(r.strip() for r in self.local_roles.split(",") if r.strip())
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
