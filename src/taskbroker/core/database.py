@@ -8,10 +8,20 @@ import threading
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-__all__ = ["engine_for", "dispose_engines"]
+__all__ = ["dispose_engines", "engine_for"]
 
-_engines: dict[tuple[int, str], Engine] = {}
+_engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child must not reuse the parent's pooled connections (SQLAlchemy's advice:
+    # dispose(close=False) drops them without closing the parent's sockets).
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
@@ -24,13 +34,12 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
 
 
 def engine_for(url: str) -> Engine:
-    """The engine for ``url`` in this process (a new one after fork, never a shared pool)."""
-    key = (os.getpid(), url)
+    """The engine for ``url`` in this process (its pool is emptied in forked children)."""
     with _lock:
-        engine = _engines.get(key)
+        engine = _engines.get(url)
         if engine is None:
             engine = _create(url)
-            _engines[key] = engine
+            _engines[url] = engine
         return engine
 
 
@@ -57,7 +66,6 @@ def _create(url: str) -> Engine:
 def dispose_engines() -> None:
     """Close every pooled connection of this process (tests, shutdown)."""
     with _lock:
-        for (pid, _), engine in list(_engines.items()):
-            if pid == os.getpid():
-                engine.dispose()
+        for engine in _engines.values():
+            engine.dispose()
         _engines.clear()

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         description="After a cancel, how long a running handler may stop cooperatively before "
         "its process is terminated.",
     )
+    heartbeat_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between a running task's ledger heartbeats."
+    )
     broker_timeout: float = Field(
         default=2.0, gt=0, description="Seconds a publish may take before ConnectionError."
     )
@@ -80,6 +83,25 @@ class Settings(BaseSettings):
         description="Comma list of extra Host headers the HTTP server accepts (DNS rebinding "
         "protection; loopback names are always accepted).",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="External URL of the MCP endpoint (OAuth protected-resource metadata); "
+        "default http://<host>:<port>/mcp.",
+    )
+    http_auth: Literal["required", "none"] = Field(
+        default="required",
+        description="Bearer tokens on HTTP; 'none' only for trusted networks and tests.",
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="JSON file of hashed static tokens (user, roles); embedded default "
+        "<data_dir>/tokens.json with a generated admin token.",
+    )
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 secret for JWTs.")
+    jwt_jwks_file: Path | None = Field(default=None, description="JWKS file for RS256 JWTs.")
+    jwt_issuer: str | None = Field(default=None, description="Required JWT issuer (iss).")
+    jwt_audience: str | None = Field(default=None, description="Required JWT audience (aud).")
+    jwt_roles_claim: str = Field(default="roles", description="JWT claim holding the roles.")
     log_level: str = Field(default="INFO", description="Log level of taskbroker's loggers.")
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="json, console, or auto (console on a TTY)."

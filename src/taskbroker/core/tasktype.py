@@ -31,7 +31,7 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TaskCancelled(Exception):  # noqa: N818 - reads as an event, like KeyboardInterrupt
+class TaskCancelled(Exception):
     """Raised by :meth:`TaskContext.raise_if_cancelled` to unwind a cancelled handler."""
 
 

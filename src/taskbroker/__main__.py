@@ -1,0 +1,5 @@
+"""``python -m taskbroker`` runs the CLI."""
+
+from taskbroker.cli import main
+
+main()

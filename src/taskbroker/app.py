@@ -1,0 +1,82 @@
+"""Assembly: settings + plugins + ledger + broker + middleware = a ready :class:`TaskService`.
+
+This is the one place that names the built-in plugins and the default middleware order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from celery import Celery
+
+from taskbroker.core.auth import Principal
+from taskbroker.core.authorization import AuthorizationMiddleware
+from taskbroker.core.broker import CeleryBroker
+from taskbroker.core.celery_app import make_celery_app
+from taskbroker.core.database import engine_for
+from taskbroker.core.identity import IdentityMiddleware
+from taskbroker.core.ledger import Ledger
+from taskbroker.core.middleware import Middleware
+from taskbroker.core.plugins import Plugins, load_plugins
+from taskbroker.core.service import TaskService
+from taskbroker.core.settings import Settings, get_settings
+from taskbroker.core.validation import ValidationMiddleware
+
+__all__ = ["DEFAULT_PLUGINS", "App", "build_app", "default_middleware", "load_app_plugins",
+           "local_principal"]
+
+#: the built-in plugins, registered through the same hooks as third-party packages
+DEFAULT_PLUGINS = ("taskbroker.plugins.resilience", "taskbroker.plugins.metrics")
+
+
+def load_app_plugins(settings: Settings) -> Plugins:
+    """Built-ins (unless disabled), ``TASKBROKER_PLUGIN_MODULES`` and entry points."""
+    modules = [m.strip() for m in settings.plugin_modules.split(",") if m.strip()]
+    return load_plugins(
+        builtins=DEFAULT_PLUGINS if settings.builtin_plugins else (),
+        modules=modules,
+        allow=settings.load_plugins,
+        configure=lambda pm: pm.hook.taskbroker_configure(settings=settings),
+    )
+
+
+def default_middleware(settings: Settings, plugins: Plugins) -> list[Middleware]:
+    """The chain, outermost first: identity -> validation -> authorization.
+
+    Later layers (rate limits, observability) insert themselves here.
+    """
+    return [
+        IdentityMiddleware(),
+        ValidationMiddleware(plugins.registry, max_params_bytes=settings.max_params_bytes),
+        AuthorizationMiddleware(),
+    ]
+
+
+def local_principal(settings: Settings) -> Principal:
+    """The principal of stdio and CLI callers, from settings."""
+    return Principal(settings.local_user, settings.roles)
+
+
+@dataclass
+class App:
+    """Everything a process needs to serve or run tasks."""
+
+    settings: Settings
+    plugins: Plugins
+    ledger: Ledger
+    celery: Celery
+    service: TaskService
+    metrics: Callable[[], tuple[bytes, str]] | None = None
+
+
+def build_app(settings: Settings | None = None, *, plugins: Plugins | None = None,
+              middleware: Sequence[Middleware] | None = None) -> App:
+    """Build the service for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    plugins = plugins or load_app_plugins(settings)
+    ledger = Ledger(engine_for(settings.ledger_url))
+    celery = make_celery_app(settings)
+    chain = list(middleware) if middleware is not None else default_middleware(settings, plugins)
+    service = TaskService(plugins.registry, ledger, CeleryBroker(celery), chain)
+    return App(settings, plugins, ledger, celery, service)

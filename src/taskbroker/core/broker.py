@@ -1,0 +1,81 @@
+"""The Broker: how the service hands tasks to workers and takes them back.
+
+:class:`Broker` is the small interface the service needs; :class:`CeleryBroker` implements
+it over a Celery app (Redis, or the filesystem transport in embedded mode).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from taskbroker.core.errors import BrokerUnavailable
+from taskbroker.core.tasktype import TaskType
+
+__all__ = ["Broker", "CeleryBroker"]
+
+log = logging.getLogger("taskbroker.broker")
+
+
+class Broker(abc.ABC):
+    """Publishes tasks and revokes them; raises :class:`BrokerUnavailable` when unreachable."""
+
+    @abc.abstractmethod
+    def publish(self, task_type: TaskType, task_id: str, params: Mapping[str, Any], *,
+                owner: str, roles: frozenset[str], priority: int | None = None,
+                headers: Mapping[str, Any] | None = None) -> None:
+        """Hand ``task_id`` to the workers of ``task_type.queue``."""
+
+    @abc.abstractmethod
+    def revoke(self, task_id: str, *, terminate: bool = False) -> None:
+        """Tell workers not to run ``task_id`` (and kill its process when ``terminate``)."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise :class:`BrokerUnavailable` when the broker cannot be reached."""
+
+
+class CeleryBroker(Broker):
+    """:class:`Broker` over a Celery app; publishing reuses a pooled producer connection."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def publish(self, task_type: TaskType, task_id: str, params: Mapping[str, Any], *,
+                owner: str, roles: frozenset[str], priority: int | None = None,
+                headers: Mapping[str, Any] | None = None) -> None:
+        try:
+            self.app.send_task(
+                task_type.celery_name,
+                kwargs={"params": dict(params), "owner": owner, "roles": sorted(roles)},
+                task_id=task_id,
+                queue=task_type.queue,
+                priority=priority,
+                headers=dict(headers or {}),
+                retry=False,
+                ignore_result=False,
+            )
+        except (OperationalError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailable(
+                f"broker unavailable: could not queue the task ({type(exc).__name__})"
+            ) from None
+
+    def revoke(self, task_id: str, *, terminate: bool = False) -> None:
+        try:
+            self.app.control.revoke(task_id, terminate=terminate, signal="SIGTERM")
+        except (OperationalError, OSError, TimeoutError) as exc:
+            # The ledger already says revoked and the worker checks it before running,
+            # so a lost broadcast cannot make a revoked task run.
+            log.warning("revoke broadcast for %s failed: %s", task_id, type(exc).__name__)
+
+    def ping(self) -> None:
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=self.app.conf.broker_connection_timeout)
+        except Exception as exc:
+            raise BrokerUnavailable(f"broker unavailable ({type(exc).__name__})") from None

@@ -1,0 +1,277 @@
+"""The Celery application: configuration for both modes and one Celery task per task type.
+
+Each :class:`TaskType` becomes a Celery task named ``taskbroker.tasks.<name>`` carrying the
+type's queue, time limits and retry budget.  Its body moves the ledger record through
+started -> success / failure / retry, runs the handler with a :class:`TaskContext` wired to the
+ledger, and refuses to run a task the ledger says was revoked or already ran (which makes
+re-delivered messages harmless).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.worker.request import Request
+
+from taskbroker.core.ledger import Ledger
+from taskbroker.core.registry import Registry
+from taskbroker.core.settings import Settings
+from taskbroker.core.tasktype import RetryableError, TaskCancelled, TaskContext, TaskType
+
+__all__ = ["make_celery_app", "mark_pool_child", "register_task_types", "transport_options"]
+
+log = logging.getLogger("taskbroker.worker")
+
+#: the Redis visibility timeout must exceed the longest task (CELERY-NOTES.md)
+VISIBILITY_TIMEOUT = 3 * 3600
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """Broker transport options for the configured mode."""
+    if settings.embedded:
+        root = settings.data_dir.resolve() / "broker"
+        for sub in ("queue", "processed", "control"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(root / "queue"),
+            "data_folder_out": str(root / "queue"),
+            "processed_folder": str(root / "processed"),
+            "control_folder": str(root / "control"),
+            "store_processed": False,
+            "polling_interval": 0.05,
+        }
+    return {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "socket_timeout": settings.broker_timeout,
+        "socket_connect_timeout": settings.broker_timeout,
+        "retry_on_timeout": False,
+        "max_retries": 1,
+    }
+
+
+def make_celery_app(settings: Settings) -> Celery:
+    """A Celery app for ``settings``: filesystem broker when embedded, Redis otherwise."""
+    if settings.embedded:
+        results = settings.data_dir.resolve() / "results"
+        results.mkdir(parents=True, exist_ok=True)
+        broker_url, backend = "filesystem://", f"file://{results}"
+    else:
+        broker_url = backend = settings.redis_url
+    app = Celery("taskbroker", set_as_current=False)
+    app.conf.update(
+        broker_url=broker_url,
+        result_backend=backend,
+        broker_transport_options=transport_options(settings),
+        result_backend_transport_options={"retry_policy": {"timeout": settings.broker_timeout}},
+        redis_socket_timeout=settings.broker_timeout,
+        redis_socket_connect_timeout=settings.broker_timeout,
+        broker_connection_timeout=settings.broker_timeout,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=True,
+        task_default_queue=settings.default_queue,
+        task_create_missing_queues=True,
+        task_publish_retry=False,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        result_expires=settings.result_expires,
+        result_extended=False,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app
+
+
+class LedgerRequest(Request):
+    """Worker-side request that records hard time limits and lost workers in the ledger.
+
+    These events happen in the worker's main process (the child running the task is gone),
+    so the task body cannot record them itself.
+    """
+
+    ledger: Ledger | None = None
+    task_type: TaskType | None = None
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        super().on_timeout(soft, timeout)
+        if not soft and self.ledger is not None:
+            self.ledger.finish(
+                self.id, status="failure",
+                error=f"time limit exceeded: hard limit of {timeout:g} s, process killed",
+            )
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True,
+                   return_ok: bool = False) -> None:
+        from billiard.exceptions import WorkerLostError
+
+        if isinstance(exc_info.exception, WorkerLostError) and self.ledger is not None:
+            _on_worker_lost(self.ledger, self.id, self.task_type)
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
+def _on_worker_lost(ledger: Ledger, task_id: str, task_type: TaskType | None) -> None:
+    record = ledger.get(task_id)
+    if record is None or record.status != "started":
+        return
+    budget = task_type.max_retries if task_type else 0
+    if task_type is not None and task_type.idempotent and record.attempts <= budget:
+        ledger.finish(task_id, status="retry", error="worker lost; re-delivered")
+    else:
+        ledger.finish(task_id, status="failure", error="worker lost")
+
+
+_pool_child = False
+
+
+def mark_pool_child() -> None:
+    """Record that this process is a prefork pool child (it may then kill itself on cancel)."""
+    global _pool_child
+    _pool_child = True
+
+
+class Watchdog:
+    """While a handler runs: heartbeats to the ledger, and enforcement of cancellation.
+
+    A cancelled handler gets ``grace`` seconds to stop cooperatively; after that, in a prefork
+    child, the child process kills itself (the pool replaces it, the message is re-delivered
+    and skipped because the ledger says revoked).  Other pools cannot kill a running job:
+    there the watchdog only logs.
+    """
+
+    def __init__(self, ledger: Ledger, task_id: str, *, grace: float,
+                 heartbeat_interval: float, poll: float = 0.5) -> None:
+        self.ledger, self.task_id = ledger, task_id
+        self.grace, self.heartbeat_interval, self.poll = grace, heartbeat_interval, poll
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"watchdog-{task_id}",
+                                        daemon=True)
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+
+    def _loop(self) -> None:
+        last_beat = time.monotonic()
+        cancelled_at: float | None = None
+        while not self._done.wait(self.poll):
+            now = time.monotonic()
+            try:
+                if now - last_beat >= self.heartbeat_interval:
+                    self.ledger.heartbeat(self.task_id)
+                    last_beat = now
+                if cancelled_at is None and self.ledger.is_cancel_requested(self.task_id):
+                    cancelled_at = now
+            except Exception as exc:  # the database may be briefly away; try again
+                log.warning("watchdog for %s: %s", self.task_id, type(exc).__name__)
+                continue
+            if cancelled_at is not None and now - cancelled_at >= self.grace:
+                if self._done.is_set():
+                    return
+                if _pool_child:
+                    log.warning("task %s ignored cancellation for %.0f s: terminating its "
+                                "process", self.task_id, self.grace)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                log.warning("task %s ignored cancellation; this pool cannot terminate it",
+                            self.task_id)
+                return
+
+
+def register_task_types(app: Celery, registry: Registry, ledger: Ledger, *,
+                        settings: Settings) -> None:
+    """Register one Celery task per task type in ``registry`` on ``app``."""
+    hostname = socket.gethostname()
+    for task_type in registry.all():
+        _register(app, task_type, ledger, hostname, settings)
+
+
+def _register(app: Celery, task_type: TaskType, ledger: Ledger, hostname: str,
+              settings: Settings) -> None:
+    request_cls = type(
+        f"LedgerRequest_{task_type.name}", (LedgerRequest,),
+        {"ledger": ledger, "task_type": task_type},
+    )
+
+    def body(self: Task, params: dict[str, Any] | None = None, owner: str | None = None,
+             roles: list[str] | None = None) -> dict[str, Any] | None:
+        task_id: str = self.request.id
+        worker = self.request.hostname or hostname
+        if not ledger.mark_started(task_id, worker=worker):
+            log.info("task %s not started: revoked, running elsewhere or finished", task_id)
+            return None
+        ctx = TaskContext(
+            task_id, task_type.name, sink=ledger, owner=owner,
+            roles=frozenset(roles or ()), logger=logging.getLogger(f"taskbroker.task.{task_type.name}"),
+        )
+        watchdog = Watchdog(ledger, task_id, grace=settings.cancel_grace_seconds,
+                            heartbeat_interval=settings.heartbeat_interval)
+        try:
+            model = task_type.params.model_validate(params or {})
+            with watchdog:
+                result = task_type.run(model, ctx)
+            if result is None:
+                result = {}
+            result = dict(result)
+        except TaskCancelled:
+            ledger.mark_ended(task_id)
+            return None
+        except SoftTimeLimitExceeded:
+            ledger.finish(task_id, status="failure",
+                          error=f"time limit exceeded: soft limit of {task_type.soft_time_limit:g} s")
+            raise
+        except RetryableError as exc:
+            if self.request.retries < task_type.max_retries:
+                ledger.finish(task_id, status="retry", error=f"{type(exc).__name__}: {exc}")
+                raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries),
+                                 max_retries=task_type.max_retries) from None
+            ledger.finish(task_id, status="failure",
+                          error=f"{type(exc).__name__}: {exc} (gave up after "
+                                f"{task_type.max_retries} retries)")
+            raise
+        except Retry:
+            raise
+        except Exception as exc:
+            ledger.finish(task_id, status="failure", error=f"{type(exc).__name__}: {exc}")
+            raise
+        if not ledger.finish(task_id, status="success", result=result):
+            ledger.mark_ended(task_id)  # cancelled while finishing: the revoke stands
+        return result
+
+    app.task(
+        body,
+        name=task_type.celery_name,
+        bind=True,
+        queue=task_type.queue,
+        soft_time_limit=task_type.soft_time_limit,
+        time_limit=task_type.time_limit,
+        max_retries=task_type.max_retries,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        Request=request_cls,
+        typing=False,
+    )
+
+
+def data_dir_of(app: Celery) -> Path | None:
+    """The embedded data directory an app's filesystem broker uses (None when distributed)."""
+    folder = app.conf.broker_transport_options.get("data_folder_in")
+    return Path(folder).parent.parent if folder else None

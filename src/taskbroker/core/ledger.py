@@ -1,0 +1,372 @@
+"""The ledger: our own durable record of every task, the source of truth for its state.
+
+Celery's result backend forgets (results expire, PENDING means "unknown" as much as "queued");
+the ledger does not.  It is written on submit, by the worker as the task runs, and by cancel.
+Every state change is a conditional UPDATE, so concurrent writers (a cancel racing a worker,
+a re-delivered message) cannot move a task out of a terminal state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+__all__ = [
+    "ACTIVE",
+    "TERMINAL",
+    "Ledger",
+    "TaskRecord",
+    "utcnow",
+]
+
+QUEUED, STARTED, RETRY = "queued", "started", "retry"
+SUCCESS, FAILURE, REVOKED = "success", "failure", "revoked"
+ACTIVE = (QUEUED, STARTED, RETRY)
+TERMINAL = (SUCCESS, FAILURE, REVOKED)
+
+metadata = MetaData()
+
+tasks = Table(
+    "taskbroker_tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("task_type", String(64), nullable=False),
+    Column("task_name", String(160), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("message", Text),
+    Column("result", JSON),
+    Column("error", Text),
+    Column("queued_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("worker", String(255)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("priority", Integer),
+    Column("idempotency_key", String(200)),
+    UniqueConstraint("owner", "idempotency_key", name="uq_taskbroker_tasks_idem"),
+    Index("ix_taskbroker_tasks_status", "status", "task_type"),
+    Index("ix_taskbroker_tasks_owner_status", "owner", "status"),
+    Index("ix_taskbroker_tasks_completed", "completed_at"),
+)
+
+purged = Table(
+    "taskbroker_purged",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("purged_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task as the ledger knows it."""
+
+    id: str
+    task_type: str
+    task_name: str
+    owner: str
+    params: dict[str, Any]
+    status: str
+    progress: int
+    message: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    queued_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+    cancel_requested: bool
+    worker: str | None
+    attempts: int
+    priority: int | None
+    idempotency_key: str | None
+
+    @property
+    def terminal(self) -> bool:
+        """True when the task reached success, failure or revoked."""
+        return self.status in TERMINAL
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> TaskRecord:
+        """Build a record from a result row of the tasks table."""
+        values = {c: row[c] for c in cls.__dataclass_fields__}
+        for key in ("queued_at", "started_at", "completed_at", "ended_at", "heartbeat_at"):
+            values[key] = _aware(values[key])
+        return cls(**values)
+
+
+class Ledger:
+    """Reads and conditional writes of task records over one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, *, create: bool = True) -> None:
+        self.engine = engine
+        if create:
+            metadata.create_all(engine)
+
+    # --- writes from the service ------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        task_id: str,
+        task_type: str,
+        task_name: str,
+        owner: str,
+        params: Mapping[str, Any],
+        priority: int | None = None,
+        idempotency_key: str | None = None,
+        now: dt.datetime | None = None,
+        publish: Callable[[], None] | None = None,
+    ) -> TaskRecord | None:
+        """Insert a queued record and publish it in one transaction.
+
+        ``publish`` runs inside the transaction after the insert: when it raises, the insert
+        rolls back, so no record is ever left queued without a message.  (A crash after the
+        publish but before the commit leaves a message without a record; the worker skips it,
+        and the caller never received the task id, so nothing accepted is lost.)  With a taken
+        ``idempotency_key`` nothing is inserted or published and the original is returned.
+
+        Returns None when the record was inserted, else the existing record for the key.
+        """
+        now = now or utcnow()
+        values = dict(
+            id=task_id, task_type=task_type, task_name=task_name, owner=owner,
+            params=dict(params), status=QUEUED, progress=0, queued_at=now, updated_at=now,
+            cancel_requested=False, attempts=0, priority=priority,
+            idempotency_key=idempotency_key,
+        )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(tasks).values(**values))
+                if publish is not None:
+                    publish()
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = self.by_idempotency_key(owner, idempotency_key)
+            if existing is None:  # the holder vanished between insert and read: retry once
+                return self.create(task_id=task_id, task_type=task_type, task_name=task_name,
+                                   owner=owner, params=params, priority=priority,
+                                   idempotency_key=idempotency_key, now=now, publish=publish)
+            return existing
+        return None
+
+    def by_idempotency_key(self, owner: str, key: str) -> TaskRecord | None:
+        """The task ``owner`` started with idempotency ``key``, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(tasks).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
+            ).mappings().first()
+        return TaskRecord.from_row(row) if row else None
+
+    def heartbeat(self, task_id: str) -> None:
+        """Record that the worker running ``task_id`` is alive."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
+                         .values(heartbeat_at=now))
+
+    def cancel(self, task_id: str, *, owner: str | None = None,
+               now: dt.datetime | None = None) -> tuple[TaskRecord | None, bool]:
+        """Mark a non-terminal task revoked and flag it for its handler.
+
+        Returns ``(record, changed)``: the record after the attempt (None when not visible to
+        ``owner``) and whether this call revoked it.
+        """
+        now = now or utcnow()
+        cond = [tasks.c.id == task_id, tasks.c.status.in_(ACTIVE)]
+        if owner is not None:
+            cond.append(tasks.c.owner == owner)
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(tasks).where(and_(*cond)).values(
+                    status=REVOKED, cancel_requested=True, completed_at=now, updated_at=now,
+                    progress=100, message="canceled",
+                )
+            ).rowcount
+        return self.get(task_id, owner=owner), bool(changed)
+
+    # --- writes from the worker -------------------------------------------------------
+
+    def mark_started(self, task_id: str, *, worker: str | None,
+                     now: dt.datetime | None = None) -> bool:
+        """Move a queued (or retrying) task to started; False when it must not run.
+
+        False means the task was revoked, already running elsewhere, or already finished:
+        the caller must then skip the handler (this is what makes re-delivery safe).
+        """
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status.in_((QUEUED, RETRY)),
+                       tasks.c.cancel_requested.is_(False))
+                .values(status=STARTED, started_at=func.coalesce(tasks.c.started_at, now),
+                        heartbeat_at=now, ended_at=None, updated_at=now, worker=worker,
+                        attempts=tasks.c.attempts + 1, progress=0, message=None)
+            ).rowcount
+        return bool(changed)
+
+    def report_progress(self, task_id: str, progress: int, message: str | None) -> None:
+        """Record handler progress (only while started; a late report changes nothing)."""
+        now = utcnow()
+        values: dict[str, Any] = dict(progress=progress, heartbeat_at=now, updated_at=now)
+        if message is not None:
+            values["message"] = message[:2000]
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
+                .values(**values)
+            )
+
+    def is_cancel_requested(self, task_id: str) -> bool:
+        """True once the task was cancelled (or vanished)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(tasks.c.cancel_requested).where(tasks.c.id == task_id)
+            ).scalar_one_or_none()
+        return value is None or bool(value)
+
+    def finish(self, task_id: str, *, status: str, result: Mapping[str, Any] | None = None,
+               error: str | None = None, now: dt.datetime | None = None) -> bool:
+        """End a started task with ``status`` (success, failure or retry); False if it was not
+        started any more (cancelled meanwhile, or finished by someone else)."""
+        now = now or utcnow()
+        values: dict[str, Any] = dict(status=status, ended_at=now, updated_at=now, error=error)
+        if status in TERMINAL:
+            values.update(completed_at=now, progress=100)
+        if result is not None:
+            values["result"] = dict(result)
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
+                .values(**values)
+            ).rowcount
+        return bool(changed)
+
+    def mark_ended(self, task_id: str, now: dt.datetime | None = None) -> None:
+        """Record that the handler process let go of the task (whatever its status)."""
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(update(tasks).where(tasks.c.id == task_id).values(ended_at=now))
+
+    def fail_unstarted(self, task_id: str, error: str, now: dt.datetime | None = None) -> bool:
+        """Fail a task that never got to run (e.g. rejected by the worker before start)."""
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(ACTIVE))
+                .values(status=FAILURE, error=error, completed_at=now, ended_at=now,
+                        updated_at=now, progress=100)
+            ).rowcount
+        return bool(changed)
+
+    # --- reads ------------------------------------------------------------------------
+
+    def get(self, task_id: str, *, owner: str | None = None) -> TaskRecord | None:
+        """The record for ``task_id`` (None when absent or, with ``owner``, not theirs)."""
+        query = select(tasks).where(tasks.c.id == task_id)
+        if owner is not None:
+            query = query.where(tasks.c.owner == owner)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return TaskRecord.from_row(row) if row else None
+
+    def list_active(self, *, owner: str | None = None, task_type: str | None = None,
+                    limit: int = 1000) -> tuple[list[TaskRecord], int]:
+        """Queued, started and retrying tasks, oldest first, and how many there are in all."""
+        cond = [tasks.c.status.in_(ACTIVE)]
+        if owner is not None:
+            cond.append(tasks.c.owner == owner)
+        if task_type is not None:
+            cond.append(tasks.c.task_type == task_type)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tasks).where(*cond).order_by(tasks.c.queued_at).limit(limit)
+            ).mappings().all()
+            total = len(rows)
+            if total >= limit:
+                total = conn.execute(
+                    select(func.count()).select_from(tasks).where(*cond)
+                ).scalar_one()
+        return [TaskRecord.from_row(r) for r in rows], total
+
+    def count_active(self, owner: str) -> int:
+        """How many non-terminal tasks ``owner`` has."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(tasks)
+                .where(tasks.c.owner == owner, tasks.c.status.in_(ACTIVE))
+            ).scalar_one()
+
+    def active_counts(self) -> list[tuple[str, str, int]]:
+        """``(task_type, status, count)`` for every non-terminal combination (for gauges)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tasks.c.task_type, tasks.c.status, func.count())
+                .where(tasks.c.status.in_(ACTIVE)).group_by(tasks.c.task_type, tasks.c.status)
+            ).all()
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def ids(self, statuses: Iterable[str]) -> list[str]:
+        """Ids of tasks in ``statuses`` (maintenance and tests)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                select(tasks.c.id).where(tasks.c.status.in_(tuple(statuses)))
+            ).scalars())
+
+    def was_purged(self, task_id: str, *, owner: str | None = None) -> bool:
+        """True when ``task_id`` existed and was removed by retention."""
+        query = select(purged.c.id).where(purged.c.id == task_id)
+        if owner is not None:
+            query = query.where(purged.c.owner == owner)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(select(1))

@@ -1,0 +1,232 @@
+"""TaskService: the five operations, each run through the middleware chain.
+
+Adapters (the MCP server, the CLI) build a :class:`~taskbroker.core.auth.Principal` and call
+these methods; everything else (identity, authorization, rate limits, validation, tracing,
+metrics) happens in the chain, so every adapter gets the same rules.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from taskbroker.core.auth import Principal
+from taskbroker.core.broker import Broker
+from taskbroker.core.errors import TaskNotFound
+from taskbroker.core.ledger import Ledger, TaskRecord, utcnow
+from taskbroker.core.middleware import Call, Chain, Middleware
+from taskbroker.core.models import (
+    ActiveTask,
+    ActiveTasks,
+    CancelReceipt,
+    StartReceipt,
+    TaskStatus,
+    TaskTypeInfo,
+)
+from taskbroker.core.registry import Registry
+
+__all__ = ["TaskService", "record_to_status"]
+
+_STATUS = {"queued": "pending", "started": "started", "retry": "retry",
+           "success": "success", "failure": "failure", "revoked": "revoked"}
+_ACTIVE_STATUS = {"queued": "queued", "started": "running", "retry": "retry"}
+
+
+def record_to_status(record: TaskRecord) -> TaskStatus:
+    """The client-facing status of a ledger record (seed status values)."""
+    status = _STATUS[record.status]
+    progress = 0 if status == "pending" else record.progress
+    return TaskStatus(
+        task_id=record.id, status=status, progress=progress, result=record.result,
+        error=record.error, started_at=record.started_at, completed_at=record.completed_at,
+        task_type=record.task_type, message=record.message, queued_at=record.queued_at,
+    )
+
+
+class TaskService:
+    """Start, poll, cancel and list background tasks; describe task types.
+
+    The middleware order is fixed once the first call runs; :meth:`add_middleware` after
+    that raises, as in Starlette.
+    """
+
+    def __init__(self, registry: Registry, ledger: Ledger, broker: Broker,
+                 middleware: Iterable[Middleware] = ()) -> None:
+        self.registry = registry
+        self.ledger = ledger
+        self.broker = broker
+        self._middleware = list(middleware)
+        self._chain: Chain | None = None
+        self._lock = threading.Lock()
+
+    # --- chain ------------------------------------------------------------------------
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The middleware in call order."""
+        return tuple(self._middleware)
+
+    def add_middleware(self, middleware: Middleware, *, index: int | None = None) -> None:
+        """Insert ``middleware`` (at ``index``, default last); only before the first call."""
+        if self._chain is not None:
+            raise RuntimeError("cannot add middleware after the service has started")
+        self._middleware.insert(len(self._middleware) if index is None else index, middleware)
+
+    def _run(self, operation: str, principal: Principal | None, args: dict[str, Any],
+             handler: Any) -> Any:
+        chain = self._chain
+        if chain is None:
+            with self._lock:
+                if self._chain is None:
+                    self._chain = Chain(self._middleware)
+                chain = self._chain
+        return chain.run(Call(operation, principal, args), handler)
+
+    # --- operations -------------------------------------------------------------------
+
+    def start(self, principal: Principal | None, task_type: str, params: dict[str, Any] | None
+              = None, *, priority: int | None = None,
+              idempotency_key: str | None = None) -> StartReceipt:
+        """Validate and queue a task; returns at once with its id (seed: start_background_task)."""
+        args = {"task_type": task_type, "params": params, "priority": priority,
+                "idempotency_key": idempotency_key}
+        return self._run("start", principal, args, self._start)
+
+    def status(self, principal: Principal | None, task_id: str) -> TaskStatus:
+        """The task's status, progress, result or error (seed: get_task_status)."""
+        return self._run("status", principal, {"task_id": task_id}, self._status)
+
+    def cancel(self, principal: Principal | None, task_id: str) -> CancelReceipt:
+        """Revoke a queued or running task (seed: cancel_task)."""
+        return self._run("cancel", principal, {"task_id": task_id}, self._cancel)
+
+    def list_active(self, principal: Principal | None,
+                    task_type: str | None = None) -> ActiveTasks:
+        """Queued and running tasks visible to the caller (seed: list_active_tasks)."""
+        return self._run("list", principal, {"task_type": task_type}, self._list_active)
+
+    def list_types(self, principal: Principal | None) -> list[TaskTypeInfo]:
+        """Every registered task type with its parameters schema and requirements."""
+        return self._run("list_types", principal, {}, self._list_types)
+
+    # --- handlers (run inside the chain) ----------------------------------------------
+
+    def _start(self, call: Call) -> StartReceipt:
+        task_type, params = call.task_type, call.params
+        assert task_type is not None and params is not None and call.principal is not None
+        principal = call.principal
+        task_id = str(uuid.uuid4())
+        payload = params.model_dump(mode="json")
+        headers = call.extra.get("headers", {})
+
+        def publish() -> None:
+            self.broker.publish(task_type, task_id, payload, owner=principal.user_id,
+                                roles=principal.roles, priority=call.args.get("priority"),
+                                headers=headers)
+
+        queued_at = utcnow()
+        existing = self.ledger.create(
+            now=queued_at, task_id=task_id, task_type=task_type.name, task_name=task_type.celery_name,
+            owner=principal.user_id, params=_redact(payload, task_type.secret_params),
+            priority=call.args.get("priority"), idempotency_key=call.args.get("idempotency_key"),
+            publish=publish,
+        )
+        if existing is not None:
+            call.task_id = existing.id
+            return StartReceipt(
+                task_id=existing.id, task_type=existing.task_type,
+                estimated_duration=task_type.estimated_duration, queued_at=existing.queued_at,
+                message=f"Task {existing.task_type} was already started with this "
+                        f"idempotency_key; returning the original task (now {existing.status}).",
+                deduplicated=True,
+            )
+        call.task_id = task_id
+        return StartReceipt(
+            task_id=task_id, task_type=task_type.name,
+            estimated_duration=task_type.estimated_duration, queued_at=queued_at,
+            message=f"Task {task_type.name} queued successfully. Poll get_task_status_tool "
+                    f"with task_id {task_id}; expected duration {task_type.estimated_duration}.",
+        )
+
+    def _visible(self, call: Call) -> TaskRecord:
+        assert call.task_id is not None
+        record = self.ledger.get(call.task_id, owner=call.scope_owner)
+        if record is None:
+            raise TaskNotFound(call.task_id)
+        if record.task_type in self.registry:
+            call.task_type = self.registry.get(record.task_type)
+        return record
+
+    def _status(self, call: Call) -> TaskStatus:
+        assert call.task_id is not None
+        record = self.ledger.get(call.task_id, owner=call.scope_owner)
+        if record is None:
+            if self.ledger.was_purged(call.task_id, owner=call.scope_owner):
+                return TaskStatus(task_id=call.task_id, status="expired", progress=100,
+                                  error="the task's record was purged by ledger retention")
+            raise TaskNotFound(call.task_id)
+        if record.task_type in self.registry:
+            call.task_type = self.registry.get(record.task_type)
+        return record_to_status(record)
+
+    def _cancel(self, call: Call) -> CancelReceipt:
+        record = self._visible(call)
+        if record.terminal:
+            return CancelReceipt(
+                task_id=record.id, status=_STATUS[record.status], changed=False,
+                canceled_at=record.completed_at if record.status == "revoked" else None,
+                message=f"Task {record.id} had already finished ({_STATUS[record.status]}); "
+                        "nothing was changed.",
+            )
+        after, changed = self.ledger.cancel(record.id, owner=call.scope_owner)
+        if not changed:  # it finished between our read and the cancel
+            assert after is not None
+            return CancelReceipt(
+                task_id=record.id, status=_STATUS[after.status], changed=False,
+                canceled_at=None,
+                message=f"Task {record.id} finished ({_STATUS[after.status]}) before it could "
+                        "be canceled; nothing was changed.",
+            )
+        self.broker.revoke(record.id)
+        was_running = record.status == "started"
+        detail = ("it was running: its handler was asked to stop and is terminated if it has "
+                  "not stopped within the grace period" if was_running
+                  else "it was queued and will not run")
+        return CancelReceipt(
+            task_id=record.id, status="revoked", changed=True,
+            canceled_at=after.completed_at if after else None,
+            message=f"Task {record.id} has been canceled; {detail}.",
+        )
+
+    def _list_active(self, call: Call) -> ActiveTasks:
+        task_type = call.task_type.name if call.task_type else None
+        records, total = self.ledger.list_active(owner=call.scope_owner, task_type=task_type)
+        return ActiveTasks(
+            total_active=total,
+            tasks=[
+                ActiveTask(task_id=r.id, task_name=r.task_name, task_type=r.task_type,
+                           status=_ACTIVE_STATUS[r.status], started_at=r.started_at,
+                           queued_at=r.queued_at, progress=r.progress, owner=r.owner)
+                for r in records
+            ],
+            queried_at=utcnow(),
+        )
+
+    def _list_types(self, call: Call) -> list[TaskTypeInfo]:
+        return [
+            TaskTypeInfo(
+                name=t.name, description=t.description, params_schema=self.registry.schema(t.name),
+                required_role=t.required_role, estimated_duration=t.estimated_duration,
+                queue=t.queue, plugin=t.plugin, idempotent=t.idempotent,
+                soft_time_limit=t.soft_time_limit, time_limit=t.time_limit,
+            )
+            for t in self.registry.all()
+        ]
+
+
+def _redact(payload: dict[str, Any], secret: frozenset[str]) -> dict[str, Any]:
+    if not secret:
+        return payload
+    return {k: ("***" if k in secret else v) for k, v in payload.items()}

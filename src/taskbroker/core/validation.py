@@ -1,0 +1,66 @@
+"""Validation middleware: reject malformed requests before anything is enqueued or read."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from taskbroker.core.errors import InvalidRequest
+from taskbroker.core.middleware import Call, Middleware
+from taskbroker.core.registry import Registry
+
+__all__ = ["ValidationMiddleware"]
+
+_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class ValidationMiddleware(Middleware):
+    """Checks arguments: task type and params (start), task ids, filters, sizes.
+
+    Every rejection is an :class:`InvalidRequest` (a ``ValueError``) whose message names the
+    field and what is accepted.
+    """
+
+    def __init__(self, registry: Registry, *, max_params_bytes: int = 65536) -> None:
+        self.registry = registry
+        self.max_params_bytes = max_params_bytes
+
+    def before(self, call: Call) -> None:
+        args = call.args
+        if call.operation == "start":
+            self._check_start(call)
+        elif call.operation in ("status", "cancel"):
+            task_id = args.get("task_id")
+            if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
+                shown = task_id if isinstance(task_id, str) else type(task_id).__name__
+                raise InvalidRequest(
+                    f"task_id: expected a task id as returned by start_background_task_tool "
+                    f"(letters, digits, '-', up to 64 characters), got {str(shown)[:80]!r}"
+                )
+            call.task_id = task_id
+        elif call.operation == "list":
+            task_type = args.get("task_type")
+            if task_type is not None:
+                call.task_type = self.registry.get(task_type)
+
+    def _check_start(self, call: Call) -> None:
+        args = call.args
+        params = args.get("params")
+        if params is not None:
+            try:
+                size = len(json.dumps(params, default=str))
+            except (TypeError, ValueError) as exc:
+                raise InvalidRequest(f"params: not JSON-serialisable ({exc})") from None
+            if size > self.max_params_bytes:
+                raise InvalidRequest(
+                    f"params: {size} bytes is over the limit of {self.max_params_bytes} bytes"
+                )
+        call.task_type, call.params = self.registry.validate(args.get("task_type"), params)
+        priority = args.get("priority")
+        if priority is not None and (
+            isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9
+        ):
+            raise InvalidRequest(f"priority: expected an integer 0..9, got {priority!r}")
+        key = args.get("idempotency_key")
+        if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+            raise InvalidRequest("idempotency_key: expected a string of 1..200 characters")

@@ -1,0 +1,110 @@
+"""Running the MCP server: authentication from settings, stdio or streamable HTTP."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Literal
+
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+
+from taskbroker.app import App, local_principal
+from taskbroker.core.settings import Settings
+from taskbroker.mcp.server import create_server
+from taskbroker.mcp.tokens import JWTVerifier, StaticTokenVerifier, add_token, new_token
+
+__all__ = ["AnyOfVerifier", "build_verifier", "ensure_local_admin_token", "serve_mcp"]
+
+log = logging.getLogger("taskbroker.mcp")
+
+
+class AnyOfVerifier:
+    """Accepts a token when any of its verifiers does (static file and JWT side by side)."""
+
+    def __init__(self, verifiers: list[TokenVerifier]) -> None:
+        self.verifiers = verifiers
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """The first verifier's principal for ``token``, or None."""
+        for verifier in self.verifiers:
+            found = await verifier.verify_token(token)
+            if found is not None:
+                return found
+        return None
+
+
+def ensure_local_admin_token(settings: Settings) -> tuple[Path, str]:
+    """Embedded mode: the token file under the data dir holding a local admin token.
+
+    The plain token is kept (mode 0600) in ``<data_dir>/admin.token`` so ``make run`` can
+    show it at every start; only its hash is in the token file.
+    """
+    token_file = settings.data_dir / "tokens.json"
+    plain_file = settings.data_dir / "admin.token"
+    wanted = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if plain_file.exists() and token_file.exists() and wanted in (None, plain_file.read_text()):
+        return token_file, plain_file.read_text().strip()
+    token = wanted or new_token()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    add_token(token_file, settings.local_user, sorted(settings.roles | {"admin"}), token)
+    plain_file.write_text(token)
+    plain_file.chmod(0o600)
+    return token_file, token
+
+
+def build_verifier(settings: Settings) -> TokenVerifier | None:
+    """The token verifier the settings ask for (None when HTTP auth is off)."""
+    if settings.http_auth == "none":
+        return None
+    verifiers: list[TokenVerifier] = []
+    token_file = settings.token_file
+    if token_file is None and settings.embedded and not (
+        settings.jwt_secret or settings.jwt_jwks_file
+    ):
+        token_file, token = ensure_local_admin_token(settings)
+        print(f"taskbroker: local admin token: {token}\n"
+              f"  (use it as 'Authorization: Bearer <token>'; stored hashed in {token_file})",
+              file=sys.stderr, flush=True)
+    if token_file is not None:
+        verifiers.append(StaticTokenVerifier(token_file))
+    if settings.jwt_secret or settings.jwt_jwks_file:
+        verifiers.append(JWTVerifier(
+            secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+            jwks_file=settings.jwt_jwks_file, issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience, roles_claim=settings.jwt_roles_claim,
+        ))
+    if not verifiers:
+        raise SystemExit(
+            "taskbroker: HTTP needs bearer-token authentication: set TASKBROKER_TOKEN_FILE or "
+            "TASKBROKER_JWT_SECRET / TASKBROKER_JWT_JWKS_FILE (or TASKBROKER_HTTP_AUTH=none "
+            "on a trusted network)"
+        )
+    return verifiers[0] if len(verifiers) == 1 else AnyOfVerifier(verifiers)
+
+
+def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port: int) -> None:
+    """Serve the MCP tools over ``transport`` until interrupted."""
+    settings = app.settings
+    principal = local_principal(settings)
+    if transport == "stdio":
+        create_server(app.service, local_principal=principal).run("stdio")
+        return
+    import uvicorn
+
+    from taskbroker.mcp.http import create_http_app
+
+    verifier = build_verifier(settings)
+    auth = None
+    if verifier is not None:
+        public = settings.public_url or f"http://{host}:{port}/mcp"
+        auth = AuthSettings(issuer_url=settings.jwt_issuer or public, resource_server_url=public,
+                            required_scopes=None, validate_token_resource=False)
+    mcp = create_server(app.service, local_principal=principal, token_verifier=verifier,
+                        auth=auth)
+    allowed = [h.strip() for h in settings.allowed_hosts.split(",") if h.strip()]
+    http_app = create_http_app(mcp, app.service, host=host, allowed_hosts=allowed,
+                               metrics=app.metrics)
+    log.info("serving MCP on http://%s:%s/mcp", host, port)
+    uvicorn.run(http_app, host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,87 @@
+"""Task types used by the tests, loaded into workers through TASKBROKER_PLUGIN_MODULES."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskbroker import NoParams, TaskContext, TaskType, hookimpl
+
+
+class CountParams(BaseModel):
+    """Count to ``n``, ``step_ms`` milliseconds per step."""
+
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(default=5, ge=1, le=1000)
+    step_ms: int = Field(default=20, ge=0, le=10_000)
+
+
+def count(params: CountParams, ctx: TaskContext) -> dict:
+    """Reports progress at every step; the result is the sum 1..n."""
+    total = 0
+    for i in range(1, params.n + 1):
+        ctx.raise_if_cancelled()
+        total += i
+        ctx.progress(100 * i / params.n, f"step {i}/{params.n}")
+        time.sleep(params.step_ms / 1000)
+    return {"sum": total, "steps": params.n}
+
+
+class SleepParams(BaseModel):
+    """Sleep cooperatively for ``seconds``."""
+
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(default=1.0, ge=0, le=600)
+    marker: str | None = None
+
+
+def sleep(params: SleepParams, ctx: TaskContext) -> dict:
+    """Sleeps in 20 ms slices and stops as soon as it is cancelled."""
+    deadline = time.monotonic() + params.seconds
+    ctx.progress(10, "sleeping")
+    while time.monotonic() < deadline:
+        if ctx.cancelled():
+            return {"stopped": "cancelled"}
+        time.sleep(0.02)
+    return {"slept": params.seconds, "marker": params.marker}
+
+
+def stubborn(params: SleepParams, ctx: TaskContext) -> dict:
+    """Ignores cancellation entirely (the watchdog must terminate it)."""
+    ctx.progress(10, "not listening")
+    time.sleep(params.seconds)
+    return {"slept": params.seconds}
+
+
+class FailParams(BaseModel):
+    """Fail with ``message``."""
+
+    model_config = ConfigDict(extra="forbid")
+    message: str = "boom"
+
+
+def fail(params: FailParams, ctx: TaskContext) -> dict:
+    """Always raises RuntimeError(message)."""
+    raise RuntimeError(params.message)
+
+
+def echo(params: NoParams, ctx: TaskContext) -> dict:
+    """Returns who ran it."""
+    return {"owner": ctx.owner}
+
+
+@hookimpl
+def taskbroker_register_task_types(register) -> None:  # noqa: ANN001
+    """Registers the test task types."""
+    register(TaskType(name="test_count", description="Count with progress.", run=count,
+                      params=CountParams, estimated_duration="1 second"))
+    register(TaskType(name="test_sleep", description="Sleep cooperatively.", run=sleep,
+                      params=SleepParams, estimated_duration="seconds"))
+    register(TaskType(name="test_stubborn", description="Sleep, ignoring cancel.", run=stubborn,
+                      params=SleepParams))
+    register(TaskType(name="test_fail", description="Always fails.", run=fail,
+                      params=FailParams, max_retries=0))
+    register(TaskType(name="test_echo", description="Echo the owner.", run=echo))
+    register(TaskType(name="test_admin_only", description="Needs admin.", run=echo,
+                      required_role="admin"))
