@@ -19,9 +19,11 @@ from taskbroker.core.identity import IdentityMiddleware
 from taskbroker.core.ledger import Ledger
 from taskbroker.core.middleware import Middleware
 from taskbroker.core.plugins import Plugins, load_plugins
+from taskbroker.core.ratelimit import build_rate_limit_middleware
 from taskbroker.core.service import TaskService
 from taskbroker.core.settings import Settings, get_settings
 from taskbroker.core.validation import ValidationMiddleware
+from taskbroker.observability.middleware import build_observability_middleware
 
 __all__ = ["DEFAULT_PLUGINS", "App", "build_app", "default_middleware", "load_app_plugins",
            "local_principal"]
@@ -41,13 +43,20 @@ def load_app_plugins(settings: Settings) -> Plugins:
     )
 
 
-def default_middleware(settings: Settings, plugins: Plugins) -> list[Middleware]:
-    """The chain, outermost first: identity -> validation -> authorization.
+def default_middleware(settings: Settings, plugins: Plugins, ledger: Ledger) -> list[Middleware]:
+    """The chain, outermost first.
 
-    Later layers (rate limits, observability) insert themselves here.
+    observability -> identity -> rate limit -> validation -> authorization -> (operation)
+
+    Observability is outermost so refused calls are traced and counted too (it is the only
+    layer allowed to swallow its own errors).  Rate limits come before validation so floods
+    of malformed calls are limited as well; authorization comes after validation because it
+    needs the resolved task type (its required role, its caller-bound parameter).
     """
     return [
+        build_observability_middleware(settings),
         IdentityMiddleware(),
+        build_rate_limit_middleware(settings, ledger),
         ValidationMiddleware(plugins.registry, max_params_bytes=settings.max_params_bytes),
         AuthorizationMiddleware(),
     ]
@@ -77,6 +86,8 @@ def build_app(settings: Settings | None = None, *, plugins: Plugins | None = Non
     plugins = plugins or load_app_plugins(settings)
     ledger = Ledger(engine_for(settings.ledger_url))
     celery = make_celery_app(settings)
-    chain = list(middleware) if middleware is not None else default_middleware(settings, plugins)
+    if middleware is None:
+        middleware = default_middleware(settings, plugins, ledger)
+    chain = list(middleware)
     service = TaskService(plugins.registry, ledger, CeleryBroker(celery), chain)
     return App(settings, plugins, ledger, celery, service)

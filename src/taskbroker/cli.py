@@ -112,6 +112,17 @@ def worker(queues: str | None, concurrency: int | None, pool: str | None,
 
 
 @main.command()
+def beat() -> None:
+    """Run Celery beat with the periodic schedules plugins register."""
+    from taskbroker.beat import run_beat
+    from taskbroker.observability.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings, stream=sys.stderr)
+    run_beat(settings)
+
+
+@main.command()
 @click.option("--timeout", type=float, default=3.0, show_default=True)
 @click.option("--local", is_flag=True, help="Ping only this host's worker (celery@hostname).")
 def ping(timeout: float, local: bool) -> None:
@@ -205,8 +216,9 @@ def _follow(task_id: str) -> Any:
 
     app = build_app()
     who = local_principal(app.settings)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=None, transient=True) as bar:
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
         handle = bar.add_task("queued", total=100)
         while True:
             status = app.service.status(who, task_id)

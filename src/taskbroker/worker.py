@@ -10,10 +10,12 @@ from celery import signals
 from kombu import Queue
 
 from taskbroker.app import load_app_plugins
+from taskbroker.beat import register_beat_task
 from taskbroker.core import celery_app as _celery_app
 from taskbroker.core.database import dispose_engines, engine_for
 from taskbroker.core.ledger import Ledger
 from taskbroker.core.settings import get_settings
+from taskbroker.observability.worker import install_worker_observability
 
 __all__ = ["app", "ledger", "plugins", "queues"]
 
@@ -26,6 +28,8 @@ _celery_app.register_task_types(app, plugins.registry, ledger, settings=settings
 #: every queue some registered task type uses (the worker consumes all unless told otherwise)
 queues = sorted({t.queue for t in plugins.registry.all()} | {settings.default_queue})
 app.conf.task_queues = [Queue(q, routing_key=q) for q in queues]
+register_beat_task(app, settings)
+install_worker_observability(app, settings)
 
 
 @signals.worker_process_init.connect

@@ -66,13 +66,27 @@ def fail(params: FailParams, ctx: TaskContext) -> dict:
     raise RuntimeError(params.message)
 
 
+class MarkerParams(BaseModel):
+    """Create the file ``path`` when run."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+
+
+def touch(params: MarkerParams, ctx: TaskContext) -> dict:
+    """Creates the marker file, proving the handler ran."""
+    with open(params.path, "a") as fh:
+        fh.write(ctx.task_id + "\n")
+    return {"path": params.path}
+
+
 def echo(params: NoParams, ctx: TaskContext) -> dict:
     """Returns who ran it."""
     return {"owner": ctx.owner}
 
 
 @hookimpl
-def taskbroker_register_task_types(register) -> None:  # noqa: ANN001
+def taskbroker_register_task_types(register) -> None:
     """Registers the test task types."""
     register(TaskType(name="test_count", description="Count with progress.", run=count,
                       params=CountParams, estimated_duration="1 second"))
@@ -82,6 +96,8 @@ def taskbroker_register_task_types(register) -> None:  # noqa: ANN001
                       params=SleepParams))
     register(TaskType(name="test_fail", description="Always fails.", run=fail,
                       params=FailParams, max_retries=0))
+    register(TaskType(name="test_parked", description="Runs on the 'parked' queue.", run=touch,
+                      params=MarkerParams, queue="parked"))
     register(TaskType(name="test_echo", description="Echo the owner.", run=echo))
     register(TaskType(name="test_admin_only", description="Needs admin.", run=echo,
                       required_role="admin"))

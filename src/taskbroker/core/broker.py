@@ -76,6 +76,8 @@ class CeleryBroker(Broker):
     def ping(self) -> None:
         try:
             with self.app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, timeout=self.app.conf.broker_connection_timeout)
+                conn.ensure_connection(
+                    max_retries=1, timeout=self.app.conf.broker_connection_timeout
+                )
         except Exception as exc:
             raise BrokerUnavailable(f"broker unavailable ({type(exc).__name__})") from None

@@ -121,14 +121,19 @@ class LedgerRequest(Request):
                    return_ok: bool = False) -> None:
         from billiard.exceptions import WorkerLostError
 
-        if isinstance(exc_info.exception, WorkerLostError) and self.ledger is not None:
+        exc = exc_info.exception
+        exc = getattr(exc, "exc", exc)  # billiard may wrap it in ExceptionWithTraceback
+        if isinstance(exc, WorkerLostError) and self.ledger is not None:
             _on_worker_lost(self.ledger, self.id, self.task_type)
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 
 def _on_worker_lost(ledger: Ledger, task_id: str, task_type: TaskType | None) -> None:
     record = ledger.get(task_id)
-    if record is None or record.status != "started":
+    if record is None:
+        return
+    if record.status != "started":  # e.g. revoked and terminated by the watchdog
+        ledger.mark_ended(task_id)
         return
     budget = task_type.max_retries if task_type else 0
     if task_type is not None and task_type.idempotent and record.attempts <= budget:
@@ -220,7 +225,8 @@ def _register(app: Celery, task_type: TaskType, ledger: Ledger, hostname: str,
             return None
         ctx = TaskContext(
             task_id, task_type.name, sink=ledger, owner=owner,
-            roles=frozenset(roles or ()), logger=logging.getLogger(f"taskbroker.task.{task_type.name}"),
+            roles=frozenset(roles or ()),
+            logger=logging.getLogger(f"taskbroker.task.{task_type.name}"),
         )
         watchdog = Watchdog(ledger, task_id, grace=settings.cancel_grace_seconds,
                             heartbeat_interval=settings.heartbeat_interval)
@@ -235,8 +241,9 @@ def _register(app: Celery, task_type: TaskType, ledger: Ledger, hostname: str,
             ledger.mark_ended(task_id)
             return None
         except SoftTimeLimitExceeded:
+            limit = task_type.soft_time_limit or 0
             ledger.finish(task_id, status="failure",
-                          error=f"time limit exceeded: soft limit of {task_type.soft_time_limit:g} s")
+                          error=f"time limit exceeded: soft limit of {limit:g} s")
             raise
         except RetryableError as exc:
             if self.request.retries < task_type.max_retries:

@@ -128,7 +128,8 @@ class TaskService:
 
         queued_at = utcnow()
         existing = self.ledger.create(
-            now=queued_at, task_id=task_id, task_type=task_type.name, task_name=task_type.celery_name,
+            now=queued_at, task_id=task_id, task_type=task_type.name,
+            task_name=task_type.celery_name,
             owner=principal.user_id, params=_redact(payload, task_type.secret_params),
             priority=call.args.get("priority"), idempotency_key=call.args.get("idempotency_key"),
             publish=publish,
