@@ -23,6 +23,7 @@ from taskbroker.core.ratelimit import build_rate_limit_middleware
 from taskbroker.core.service import TaskService
 from taskbroker.core.settings import Settings, get_settings
 from taskbroker.core.validation import ValidationMiddleware
+from taskbroker.observability.metrics import render_metrics
 from taskbroker.observability.middleware import build_observability_middleware
 
 __all__ = ["DEFAULT_PLUGINS", "App", "build_app", "default_middleware", "load_app_plugins",
@@ -54,7 +55,7 @@ def default_middleware(settings: Settings, plugins: Plugins, ledger: Ledger) -> 
     needs the resolved task type (its required role, its caller-bound parameter).
     """
     return [
-        build_observability_middleware(settings),
+        build_observability_middleware(settings, ledger),
         IdentityMiddleware(),
         build_rate_limit_middleware(settings, ledger),
         ValidationMiddleware(plugins.registry, max_params_bytes=settings.max_params_bytes),
@@ -90,4 +91,4 @@ def build_app(settings: Settings | None = None, *, plugins: Plugins | None = Non
         middleware = default_middleware(settings, plugins, ledger)
     chain = list(middleware)
     service = TaskService(plugins.registry, ledger, CeleryBroker(celery), chain)
-    return App(settings, plugins, ledger, celery, service)
+    return App(settings, plugins, ledger, celery, service, metrics=render_metrics)

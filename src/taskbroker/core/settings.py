@@ -102,6 +102,30 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, description="Required JWT issuer (iss).")
     jwt_audience: str | None = Field(default=None, description="Required JWT audience (aud).")
     jwt_roles_claim: str = Field(default="roles", description="JWT claim holding the roles.")
+    rate_limits: str = Field(
+        default="start: 30/minute; status: 600/minute; cancel: 60/minute; list: 120/minute; "
+        "list_types: 120/minute",
+        description="Per-user limits by operation ('op: N/period; ...', limits-library syntax; "
+        "'op: none' disables one).",
+    )
+    max_active_per_user: int = Field(
+        default=50, ge=0, description="Queued+running tasks one user may have (0: no cap)."
+    )
+    rate_limit_strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = (
+        Field(default="moving-window", description="Algorithm of the `limits` library.")
+    )
+    worker_metrics_port: int = Field(
+        default=9808, ge=0, le=65535,
+        description="Worker /metrics and /healthz port (0 disables).",
+    )
+    trace_user: Literal["id", "hash", "none"] = Field(
+        default="hash", description="How spans carry the user: id, a salted hash, or not at all."
+    )
+    schedules: str = Field(
+        default="",
+        description='Beat overrides as JSON: {"<entry name>": "off" | "<crontab>" | seconds}.',
+    )
+    beat_user: str = Field(default="beat", description="User id beat starts tasks as.")
     log_level: str = Field(default="INFO", description="Log level of taskbroker's loggers.")
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="json, console, or auto (console on a TTY)."

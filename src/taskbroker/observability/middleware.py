@@ -14,6 +14,6 @@ class ObservabilityMiddleware(Middleware):
     swallow_errors = True
 
 
-def build_observability_middleware(settings: Settings) -> ObservabilityMiddleware:
+def build_observability_middleware(settings: Settings, ledger: object) -> ObservabilityMiddleware:
     """The observability middleware for ``settings``."""
     return ObservabilityMiddleware()
