@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.conftest import start_worker
-from tests.support.procs import wait_for
 
 from taskbroker.app import App
 from taskbroker.core.auth import Principal
 from taskbroker.core.errors import InvalidRequest, TaskNotFound
+from tests.conftest import start_worker
+from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 
