@@ -1,0 +1,28 @@
+"""Where the metrics handlers get the program and "today" (one place, easy to replace in tests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taskbroker.schedule.program import Program
+
+__all__ = ["load_program", "today", "utcnow"]
+
+
+def load_program() -> Program:
+    """The program from the schedule store configured by the settings (imported lazily)."""
+    from taskbroker.schedule.store import ScheduleStore
+
+    return ScheduleStore.from_settings().load_program()
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def today() -> dt.date:
+    """Today's date in UTC (the default anchor of metric windows)."""
+    return utcnow().date()

@@ -1,0 +1,105 @@
+"""Shared pieces of the resilience handlers: params models, store lookup, windows, levels."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskbroker.core.tasktype import TaskContext
+from taskbroker.schedule.program import Program
+from taskbroker.schedule.store import ScheduleStore
+
+__all__ = [
+    "DEFENSE_LEVELS",
+    "SEVERITY_LEVEL",
+    "DaysAheadParams",
+    "HealthParams",
+    "Severity",
+    "now_iso",
+    "period",
+    "require_schedule",
+    "resolve_store",
+    "stepper",
+    "window_start",
+]
+
+
+DEFENSE_LEVELS: dict[int, str] = {
+    1: "PREVENTION",
+    2: "CONTROL",
+    3: "SAFETY_SYSTEMS",
+    4: "CONTAINMENT",
+    5: "EMERGENCY",
+}
+SEVERITY_LEVEL: dict[str, int] = {"minor": 2, "moderate": 3, "severe": 4, "critical": 5}
+Severity = Literal["minor", "moderate", "severe", "critical"]
+
+
+class DaysAheadParams(BaseModel):
+    """A look-ahead window: ``days_ahead`` days from ``start_date``.
+
+    ``start_date`` defaults to today in the program's time zone.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    days_ahead: int = Field(default=90, ge=1, le=730, description="Days to look ahead.")
+    start_date: dt.date | None = Field(
+        default=None, description="First day of the window (default: today).")
+
+
+class HealthParams(BaseModel):
+    """The health check looks at the next 7 days; ``start_date`` moves the window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_date: dt.date | None = Field(
+        default=None, description="First day of the 7-day window (default: today).")
+
+
+def window_start(start: dt.date | None, program: Program) -> dt.date:
+    """``start``, or today in the program's time zone (UTC when the zone is unknown)."""
+    if start is not None:
+        return start
+    try:
+        zone: dt.tzinfo = ZoneInfo(program.program.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = dt.UTC
+    return dt.datetime.now(zone).date()
+
+
+def require_schedule(program: Program) -> None:
+    """ValueError unless the program has a current (successful) schedule run."""
+    if program.current_run() is None:
+        raise ValueError("no current schedule: load or generate a program first "
+                         "(taskbroker data load | taskbroker data generate)")
+
+
+def resolve_store(store: ScheduleStore | None) -> ScheduleStore:
+    """``store`` when given, else the process store of the configured database."""
+    return store if store is not None else ScheduleStore.from_settings()
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with ``Z``."""
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def period(start: dt.date, days: int) -> dict[str, Any]:
+    """``{"start", "end", "days"}`` of a window."""
+    end = start + dt.timedelta(days=days - 1)
+    return {"start": start.isoformat(), "end": end.isoformat(), "days": days}
+
+
+def stepper(ctx: TaskContext, lo: float, hi: float, message: str) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback mapping progress into ``lo..hi`` % and honouring cancel."""
+
+    def step(done: int, total: int) -> None:
+        ctx.raise_if_cancelled()
+        ctx.progress(lo + (hi - lo) * done / max(1, total), message if done == 1 else None)
+
+    return step

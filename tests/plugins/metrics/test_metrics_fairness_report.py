@@ -1,0 +1,85 @@
+"""metrics_fairness_report: weekly values, least-squares trend, anomalies, recommendations."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from metrics_programs import D0, asg, day, make_program, make_run, three_person_program
+
+from taskbroker.plugins.metrics import TASK_TYPES, data
+from taskbroker.plugins.metrics.fairness_report import least_squares_slope, trend
+from taskbroker.testing import run_handler
+
+REPORT = {t.name: t for t in TASK_TYPES}["metrics_fairness_report"]
+R2_WEEKLY = [40, 30, 20, 5]  # R1 works 40 h every week; R2 works less and less
+
+
+def _declining_program():  # type: ignore[no-untyped-def]
+    a = []
+    for w, r2 in enumerate(R2_WEEKLY):
+        for k in range(5):
+            a.append(asg("R1", day(7 * w + k), "AM", 8))
+            a.append(asg("R2", day(7 * w + k), "AM", r2 / 5))
+    return make_program([make_run("r", a)])
+
+
+def _expected_weekly() -> list[float]:
+    # pgy1 {R1: 40, R2: x}: G = (40 - x) / (2 (40 + x)); F (faculty) is available with 0 h
+    # but alone in its cohort (fairness 1).  Program value = (1 + 2 (1 - G)) / 3.
+    return [(1 + 2 * (1 - (40 - x) / (2 * (40 + x)))) / 3 for x in R2_WEEKLY]
+
+
+def test_declining_trend_and_anomalies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "load_program", _declining_program)
+    result, sink = run_handler(REPORT, {"weeks_back": 6, "end_date": day(27).isoformat()})
+    weekly = result["weekly"]
+    assert [w["start_date"] for w in weekly] == [day(7 * k - 14).isoformat() for k in range(6)]
+    # the first two weeks precede the schedule: no value, left out of the trend
+    assert [w["value"] for w in weekly[:2]] == [None, None]
+    expected = _expected_weekly()  # 1.0, 0.95238, 0.88889, 0.74074
+    assert [w["value"] for w in weekly[2:]] == pytest.approx(expected, abs=1e-4)
+    slope = statistics.linear_regression([3, 4, 5, 6], expected).slope
+    assert result["trend"]["slope_per_week"] == pytest.approx(slope, abs=1e-6)
+    assert result["trend"]["direction"] == "declining"
+    assert result["trend"]["threshold"] == 0.005
+    # anomalies: weeks below the warning threshold 0.90 (weeks 5 and 6)
+    assert [(a["week"], a["status"]) for a in result["anomalies"]] == [
+        (5, "warning"), (6, "critical")]
+    recs = " ".join(result["recommendations"])
+    assert "declining" in recs and "R1 (40.0 h)" in recs and "R2 (5.0 h)" in recs
+    assert sink.reports[-1][0] == 100
+
+
+def test_constant_schedule_is_stable_without_anomalies(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every week: R1 90 h, R2 70 h -> pgy1 G = 20/320 -> program (1 + 2 * 0.9375)/3 = 0.9583
+    monkeypatch.setattr(data, "load_program", three_person_program)
+    result, _ = run_handler(REPORT, {"weeks_back": 4, "end_date": day(27).isoformat()})
+    assert [w["value"] for w in result["weekly"]] == pytest.approx([2.875 / 3] * 4, abs=1e-4)
+    assert result["trend"]["direction"] == "stable"
+    assert result["trend"]["slope_per_week"] == pytest.approx(0.0, abs=1e-9)
+    assert result["anomalies"] == []
+    assert result["recommendations"] == [
+        "Fairness is within target every week; no action needed."]
+
+
+def test_default_end_is_today(fixed_today, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(data, "load_program", three_person_program)
+    result, _ = run_handler(REPORT, {})
+    assert result["period"]["end_date"] == D0.isoformat()
+    assert len(result["weekly"]) == 12
+    assert result["trend"]["direction"] == "insufficient_data"
+
+
+def test_slope_helpers() -> None:
+    assert least_squares_slope([1, 2, 3], [1.0, 0.9, 0.8]) == pytest.approx(-0.1)
+    assert least_squares_slope([1], [1.0]) == 0.0
+    rising = [(k, 0.8 + 0.01 * k) for k in range(1, 5)]
+    assert trend(rising)["direction"] == "improving"
+
+
+@pytest.mark.parametrize("params", [{"weeks_back": 0}, {"weeks_back": 105},
+                                    {"weeks_back": 4, "extra": 1}])
+def test_bounds(params: dict) -> None:
+    with pytest.raises(ValueError, match=r"weeks_back|extra"):
+        REPORT.params.model_validate(params)
