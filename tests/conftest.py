@@ -7,6 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from taskbroker.app import App, build_app, load_app_plugins
+from taskbroker.core.auth import Principal
+from taskbroker.core.settings import Settings
 from tests.support.procs import (
     Postgres,
     Proc,
@@ -18,10 +22,6 @@ from tests.support.procs import (
     taskbroker_argv,
     wait_for,
 )
-
-from taskbroker.app import App, build_app, load_app_plugins
-from taskbroker.core.auth import Principal
-from taskbroker.core.settings import Settings
 
 LOG_DIR = Path(tempfile.gettempdir()) / "taskbroker-test-logs"
 

@@ -20,14 +20,15 @@ from taskbroker.core.ledger import Ledger
 from taskbroker.core.middleware import Middleware
 from taskbroker.core.plugins import Plugins, load_plugins
 from taskbroker.core.ratelimit import build_rate_limit_middleware
+from taskbroker.core.reaper import Reaper
 from taskbroker.core.service import TaskService
 from taskbroker.core.settings import Settings, get_settings
 from taskbroker.core.validation import ValidationMiddleware
 from taskbroker.observability.metrics import render_metrics
 from taskbroker.observability.middleware import build_observability_middleware
 
-__all__ = ["DEFAULT_PLUGINS", "App", "build_app", "default_middleware", "load_app_plugins",
-           "local_principal"]
+__all__ = ["DEFAULT_PLUGINS", "App", "build_app", "build_reaper", "default_middleware",
+           "load_app_plugins", "local_principal"]
 
 #: the built-in plugins, registered through the same hooks as third-party packages
 DEFAULT_PLUGINS = ("taskbroker.plugins.resilience", "taskbroker.plugins.metrics")
@@ -78,6 +79,14 @@ class App:
     celery: Celery
     service: TaskService
     metrics: Callable[[], tuple[bytes, str]] | None = None
+
+
+def build_reaper(app: App) -> Reaper:
+    """The ledger reaper configured by ``app.settings`` (not started)."""
+    s = app.settings
+    return Reaper(app.ledger, app.service.broker, app.plugins.registry,
+                  stale_after=s.stale_after, interval=s.reaper_interval,
+                  retention_days=s.ledger_retention_days, tombstone_days=s.tombstone_days)
 
 
 def build_app(settings: Settings | None = None, *, plugins: Plugins | None = None,

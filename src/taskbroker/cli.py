@@ -63,7 +63,7 @@ def main() -> None:
               help="Supervise a worker subprocess (default: yes in embedded mode).")
 def serve(transport: str, host: str | None, port: int | None, with_worker: bool | None) -> None:
     """Run the MCP server (streamable HTTP at /mcp, or stdio)."""
-    from taskbroker.app import build_app
+    from taskbroker.app import build_app, build_reaper
     from taskbroker.mcp.run import serve_mcp
     from taskbroker.observability.logging import configure_logging
     from taskbroker.supervisor import WorkerSupervisor
@@ -71,6 +71,8 @@ def serve(transport: str, host: str | None, port: int | None, with_worker: bool 
     settings = get_settings()
     configure_logging(settings, stream=sys.stderr)
     app = build_app(settings)
+    reaper = build_reaper(app)
+    reaper.start()
     supervisor = None
     if with_worker or (with_worker is None and settings.embedded):
         supervisor = WorkerSupervisor([sys.executable, "-m", "taskbroker", "worker"],
@@ -80,6 +82,7 @@ def serve(transport: str, host: str | None, port: int | None, with_worker: bool 
         serve_mcp(app, transport,  # type: ignore[arg-type]
                   host=host or settings.host, port=port if port is not None else settings.port)
     finally:
+        reaper.stop()
         if supervisor is not None:
             supervisor.stop()
 

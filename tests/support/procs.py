@@ -226,6 +226,11 @@ def base_env(**extra: str) -> dict[str, str]:
     env["TASKBROKER_BUILTIN_PLUGINS"] = "false"
     env["TASKBROKER_LOG_FORMAT"] = "json"
     env["PYTHONUNBUFFERED"] = "1"
+    # functional tests run many calls as one user; rate-limit tests set their own limits
+    env["TASKBROKER_RATE_LIMITS"] = ("start: 100000/minute; status: 1000000/minute; "
+                                     "cancel: 100000/minute; list: 100000/minute; "
+                                     "list_types: 100000/minute")
+    env["TASKBROKER_MAX_ACTIVE_PER_USER"] = "0"
     env.update(extra)
     return env
 

@@ -15,12 +15,14 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Celery, Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from taskbroker.core.ledger import Ledger
 from taskbroker.core.registry import Registry
@@ -30,6 +32,8 @@ from taskbroker.core.tasktype import RetryableError, TaskCancelled, TaskContext,
 __all__ = ["make_celery_app", "mark_pool_child", "register_task_types", "transport_options"]
 
 log = logging.getLogger("taskbroker.worker")
+
+T = TypeVar("T")
 
 #: the Redis visibility timeout must exceed the longest task (CELERY-NOTES.md)
 VISIBILITY_TIMEOUT = 3 * 3600
@@ -145,6 +149,25 @@ def _on_worker_lost(ledger: Ledger, task_id: str, task_type: TaskType | None) ->
 _pool_child = False
 
 
+def durable(fn: Callable[..., T], *args: Any, patience: float, **kwargs: Any) -> T:
+    """Call a ledger write, retrying while the database is unreachable (up to ``patience`` s).
+
+    A worker must not lose a result because the database blinked: it waits and retries with
+    backoff; only past ``patience`` does the error propagate.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("ledger unavailable (%s); retrying in %.1f s", type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def mark_pool_child() -> None:
     """Record that this process is a prefork pool child (it may then kill itself on cancel)."""
     global _pool_child
@@ -220,7 +243,12 @@ def _register(app: Celery, task_type: TaskType, ledger: Ledger, hostname: str,
              roles: list[str] | None = None) -> dict[str, Any] | None:
         task_id: str = self.request.id
         worker = self.request.hostname or hostname
-        if not ledger.mark_started(task_id, worker=worker):
+        patience = settings.ledger_retry_seconds
+        try:
+            started = durable(ledger.mark_started, task_id, worker=worker, patience=patience)
+        except (OperationalError, InterfaceError):
+            raise Reject("ledger unavailable", requeue=True) from None
+        if not started:
             log.info("task %s not started: revoked, running elsewhere or finished", task_id)
             return None
         ctx = TaskContext(
@@ -230,37 +258,37 @@ def _register(app: Celery, task_type: TaskType, ledger: Ledger, hostname: str,
         )
         watchdog = Watchdog(ledger, task_id, grace=settings.cancel_grace_seconds,
                             heartbeat_interval=settings.heartbeat_interval)
+
+        def end(status: str, **fields: Any) -> bool:
+            return durable(ledger.finish, task_id, patience=patience, status=status, **fields)
+
         try:
             model = task_type.params.model_validate(params or {})
             with watchdog:
-                result = task_type.run(model, ctx)
-            if result is None:
-                result = {}
-            result = dict(result)
+                result = dict(task_type.run(model, ctx) or {})
         except TaskCancelled:
-            ledger.mark_ended(task_id)
+            durable(ledger.mark_ended, task_id, patience=patience)
             return None
         except SoftTimeLimitExceeded:
             limit = task_type.soft_time_limit or 0
-            ledger.finish(task_id, status="failure",
-                          error=f"time limit exceeded: soft limit of {limit:g} s")
+            end("failure", error=f"time limit exceeded: soft limit of {limit:g} s")
             raise
         except RetryableError as exc:
+            error = f"{type(exc).__name__}: {exc}"
             if self.request.retries < task_type.max_retries:
-                ledger.finish(task_id, status="retry", error=f"{type(exc).__name__}: {exc}")
+                end("retry", error=error)
                 raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries),
                                  max_retries=task_type.max_retries) from None
-            ledger.finish(task_id, status="failure",
-                          error=f"{type(exc).__name__}: {exc} (gave up after "
-                                f"{task_type.max_retries} retries)")
+            end("failure", error=f"{error} (gave up after {task_type.max_retries} retries)")
             raise
         except Retry:
             raise
         except Exception as exc:
-            ledger.finish(task_id, status="failure", error=f"{type(exc).__name__}: {exc}")
+            end("failure", error=f"{type(exc).__name__}: {exc}")
             raise
-        if not ledger.finish(task_id, status="success", result=result):
-            ledger.mark_ended(task_id)  # cancelled while finishing: the revoke stands
+        if not end("success", result=result):
+            # cancelled while finishing: the revoke stands
+            durable(ledger.mark_ended, task_id, patience=patience)
         return result
 
     app.task(

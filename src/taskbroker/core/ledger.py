@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    delete,
     func,
     insert,
     select,
@@ -365,6 +366,69 @@ class Ledger:
             query = query.where(purged.c.owner == owner)
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
+
+    # --- maintenance (the reaper) ------------------------------------------------------
+
+    def stale_started(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
+        """Started tasks whose last heartbeat is older than ``cutoff`` (their worker is gone)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tasks).where(tasks.c.status == STARTED, tasks.c.heartbeat_at < cutoff)
+                .order_by(tasks.c.heartbeat_at).limit(limit)
+            ).mappings().all()
+        return [TaskRecord.from_row(r) for r in rows]
+
+    def reclaim_stale(self, task_id: str, cutoff: dt.datetime, *, status: str,
+                      error: str) -> bool:
+        """Move a stale started task to ``status`` (retry or failure); False if someone else
+        (its worker, another reaper, a cancel) changed it first."""
+        now = utcnow()
+        values: dict[str, Any] = dict(status=status, error=error, updated_at=now, ended_at=now)
+        if status in TERMINAL:
+            values.update(completed_at=now, progress=100)
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED,
+                                    tasks.c.heartbeat_at < cutoff).values(**values)
+            ).rowcount
+        return bool(changed)
+
+    def quiet_retries(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
+        """Tasks waiting in "retry" that nothing touched since ``cutoff``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tasks).where(tasks.c.status == RETRY, tasks.c.updated_at < cutoff)
+                .limit(limit)
+            ).mappings().all()
+        return [TaskRecord.from_row(r) for r in rows]
+
+    def touch(self, task_id: str) -> None:
+        """Bump ``updated_at`` (a re-publish happened)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(tasks).where(tasks.c.id == task_id).values(updated_at=utcnow()))
+
+    def purge(self, completed_before: dt.datetime, *, limit: int = 5000) -> int:
+        """Delete terminal records completed before the cutoff, leaving tombstones."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            victims = conn.execute(
+                select(tasks.c.id, tasks.c.owner).where(
+                    tasks.c.status.in_(TERMINAL), tasks.c.completed_at < completed_before
+                ).limit(limit)
+            ).all()
+            if not victims:
+                return 0
+            ids = [v[0] for v in victims]
+            conn.execute(insert(purged), [
+                {"id": v[0], "owner": v[1], "purged_at": now} for v in victims
+            ])
+            conn.execute(delete(tasks).where(tasks.c.id.in_(ids)))
+        return len(victims)
+
+    def purge_tombstones(self, purged_before: dt.datetime) -> int:
+        """Forget purged ids older than the cutoff (they then read as unknown)."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(purged).where(purged.c.purged_at < purged_before)).rowcount
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""

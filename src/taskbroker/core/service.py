@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from taskbroker.core.auth import Principal
 from taskbroker.core.broker import Broker
-from taskbroker.core.errors import TaskNotFound
+from taskbroker.core.errors import BrokerUnavailable, TaskNotFound
 from taskbroker.core.ledger import Ledger, TaskRecord, utcnow
 from taskbroker.core.middleware import Call, Chain, Middleware
 from taskbroker.core.models import (
@@ -82,7 +84,15 @@ class TaskService:
                 if self._chain is None:
                     self._chain = Chain(self._middleware)
                 chain = self._chain
-        return chain.run(Call(operation, principal, args), handler)
+        def guarded(call: Call) -> Any:
+            try:
+                return handler(call)
+            except DBAPIError:
+                raise BrokerUnavailable(
+                    "ledger database unavailable: try again shortly"
+                ) from None
+
+        return chain.run(Call(operation, principal, args), guarded)
 
     # --- operations -------------------------------------------------------------------
 

@@ -64,6 +64,23 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(
         default=5.0, gt=0, description="Seconds between a running task's ledger heartbeats."
     )
+    stale_after: float = Field(
+        default=60.0, gt=0,
+        description="A started task whose heartbeat is older than this lost its worker.",
+    )
+    reaper_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between reaper passes (stale tasks, retention)."
+    )
+    ledger_retention_days: float | None = Field(
+        default=30.0, gt=0, description="Finished task records kept this long (None: forever)."
+    )
+    tombstone_days: float = Field(
+        default=7.0, ge=0, description="After purge, an id reads 'expired' this long."
+    )
+    ledger_retry_seconds: float = Field(
+        default=120.0, ge=0,
+        description="How long a worker retries a ledger write while the database is away.",
+    )
     broker_timeout: float = Field(
         default=2.0, gt=0, description="Seconds a publish may take before ConnectionError."
     )
