@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,6 +81,54 @@ def touch(params: MarkerParams, ctx: TaskContext) -> dict:
     return {"path": params.path}
 
 
+class WorkParams(BaseModel):
+    """Work ``ms`` milliseconds, then append the task id to ``record``."""
+
+    model_config = ConfigDict(extra="forbid")
+    ms: int = Field(default=100, ge=0, le=60_000)
+    record: str
+
+
+def work_and_record(params: WorkParams, ctx: TaskContext) -> dict:
+    """Sleeps, then records its completion (one line per completed run)."""
+    time.sleep(params.ms / 1000)
+    with open(params.record, "a") as fh:
+        fh.write(ctx.task_id + "\n")
+    return {"done": True}
+
+
+class LimitParams(BaseModel):
+    """Run for ``seconds``; write ``cleanup`` when the soft limit interrupts."""
+
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 30
+    cleanup: str | None = None
+
+
+def overrun(params: LimitParams, ctx: TaskContext) -> dict:
+    """Runs past its time limit; its ``finally`` records that it could clean up."""
+    try:
+        deadline = time.monotonic() + params.seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"finished": True}
+    finally:
+        if params.cleanup:
+            with open(params.cleanup, "w") as fh:
+                fh.write("cleaned up")
+
+
+def ignore_soft_limit(params: LimitParams, ctx: TaskContext) -> dict:
+    """Swallows the soft limit and keeps going: only the hard limit stops it."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + params.seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(SoftTimeLimitExceeded):
+            time.sleep(0.05)
+    return {"finished": True}
+
+
 def echo(params: NoParams, ctx: TaskContext) -> dict:
     """Returns who ran it."""
     return {"owner": ctx.owner}
@@ -98,6 +147,16 @@ def taskbroker_register_task_types(register) -> None:
                       params=FailParams, max_retries=0))
     register(TaskType(name="test_parked", description="Runs on the 'parked' queue.", run=touch,
                       params=MarkerParams, queue="parked"))
+    register(TaskType(name="test_once", description="Non-idempotent work.", run=work_and_record,
+                      params=WorkParams, idempotent=False, max_retries=3))
+    register(TaskType(name="test_idem", description="Idempotent work.", run=work_and_record,
+                      params=WorkParams, idempotent=True, max_retries=5))
+    register(TaskType(name="test_soft_limit", description="Overruns a 1 s soft limit.",
+                      run=overrun, params=LimitParams, soft_time_limit=1, time_limit=20,
+                      max_retries=0))
+    register(TaskType(name="test_hard_limit", description="Ignores the soft limit.",
+                      run=ignore_soft_limit, params=LimitParams, soft_time_limit=1,
+                      time_limit=3, max_retries=0, idempotent=False))
     register(TaskType(name="test_echo", description="Echo the owner.", run=echo))
     register(TaskType(name="test_admin_only", description="Needs admin.", run=echo,
                       required_role="admin"))

@@ -35,9 +35,6 @@ log = logging.getLogger("taskbroker.worker")
 
 T = TypeVar("T")
 
-#: the Redis visibility timeout must exceed the longest task (CELERY-NOTES.md)
-VISIBILITY_TIMEOUT = 3 * 3600
-
 
 def transport_options(settings: Settings) -> dict[str, Any]:
     """Broker transport options for the configured mode."""
@@ -53,8 +50,14 @@ def transport_options(settings: Settings) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.05,
         }
+    # A short visibility timeout brings back the messages a dead worker had reserved quickly.
+    # Celery's usual warning (it must exceed the longest task, or tasks run twice) does not
+    # apply here: a re-delivered message of a task the ledger shows started or finished is
+    # skipped by the conditional start, so a long task is never run twice.
     return {
-        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "visibility_timeout": settings.visibility_timeout,
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
+        "unacked_restore_throttle": 1,
         "socket_timeout": settings.broker_timeout,
         "socket_connect_timeout": settings.broker_timeout,
         "retry_on_timeout": False,

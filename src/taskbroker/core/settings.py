@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         default=120.0, ge=0,
         description="How long a worker retries a ledger write while the database is away.",
     )
+    visibility_timeout: int = Field(
+        default=120, ge=5,
+        description="Redis: seconds before an unacknowledged message (its worker died) is "
+        "delivered again; duplicates are skipped by the ledger.",
+    )
     broker_timeout: float = Field(
         default=2.0, gt=0, description="Seconds a publish may take before ConnectionError."
     )
