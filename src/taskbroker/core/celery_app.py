@@ -227,6 +227,19 @@ class Watchdog:
                 return
 
 
+def _await_record(ledger: Ledger, task_id: str, worker: str, patience: float,
+                  wait: float = 10.0) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+        if durable(ledger.mark_started, task_id, worker=worker, patience=patience):
+            return True
+        if ledger.get(task_id) is not None:
+            return False  # it exists now but may not start (revoked meanwhile)
+    log.warning("task %s has no ledger record (its start was rolled back); dropped", task_id)
+    return False
+
+
 def register_task_types(app: Celery, registry: Registry, ledger: Ledger, *,
                         settings: Settings) -> None:
     """Register one Celery task per task type in ``registry`` on ``app``."""
@@ -249,6 +262,10 @@ def _register(app: Celery, task_type: TaskType, ledger: Ledger, hostname: str,
         patience = settings.ledger_retry_seconds
         try:
             started = durable(ledger.mark_started, task_id, worker=worker, patience=patience)
+            if not started and durable(ledger.get, task_id, patience=patience) is None:
+                # The service publishes inside the transaction that inserts the record, so
+                # an idle worker can see the message a moment before the commit: wait for it.
+                started = _await_record(ledger, task_id, worker, patience)
         except (OperationalError, InterfaceError):
             raise Reject("ledger unavailable", requeue=True) from None
         if not started:

@@ -407,9 +407,10 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(update(tasks).where(tasks.c.id == task_id).values(updated_at=utcnow()))
 
-    def purge(self, completed_before: dt.datetime, *, limit: int = 5000) -> int:
+    def purge(self, completed_before: dt.datetime, *, limit: int = 5000,
+              now: dt.datetime | None = None) -> int:
         """Delete terminal records completed before the cutoff, leaving tombstones."""
-        now = utcnow()
+        now = now or utcnow()
         with self.engine.begin() as conn:
             victims = conn.execute(
                 select(tasks.c.id, tasks.c.owner).where(

@@ -80,7 +80,8 @@ class Reaper:
                 self._republish(record.id, self.registry.get(record.task_type), record.params,
                                 record.owner)
         if self.retention_days is not None:
-            report.purged = self.ledger.purge(now - dt.timedelta(days=self.retention_days))
+            report.purged = self.ledger.purge(now - dt.timedelta(days=self.retention_days),
+                                              now=now)
             report.forgotten = self.ledger.purge_tombstones(
                 now - dt.timedelta(days=self.tombstone_days))
         return report
