@@ -112,11 +112,10 @@ def format_validation_error(exc: ValidationError, task_type: TaskType, schema: d
     """One readable message: each bad field, what was wrong, and what the type accepts."""
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "params"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown parameter"
-        parts.append(f"params.{loc}: {msg}")
+        parts.append(f"{_field_path(err['loc'])}: {msg}")
     props = schema.get("properties", {})
     if props:
         accepted = ", ".join(
@@ -125,6 +124,19 @@ def format_validation_error(exc: ValidationError, task_type: TaskType, schema: d
     else:
         accepted = "no parameters"
     return f"invalid params for {task_type.name}: " + "; ".join(parts) + f". Accepted: {accepted}"
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``params.a.b[0]``; names that are not identifiers are quoted: ``params[':']``."""
+    path = "params"
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.isidentifier():
+            path += f".{part}"
+        else:
+            path += f"[{part[:40]!r}]"
+    return path
 
 
 def _describe(prop: dict[str, Any]) -> str:
