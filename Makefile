@@ -24,7 +24,7 @@ test-deps:
 	bash scripts/install-test-deps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench $(wildcard examples)
 
 test: $(STAMP) test-deps lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

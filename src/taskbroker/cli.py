@@ -49,6 +49,10 @@ def _service_call(fn_name: str, *args: Any, **kwargs: Any) -> Any:
 @click.version_option(package_name="taskbroker")
 def main() -> None:
     """taskbroker: long-running background tasks for MCP clients."""
+    from taskbroker.observability.logging import configure_logging
+
+    # logs go to stderr: stdout carries command output (JSON) and, for stdio, the MCP stream
+    configure_logging(get_settings(), stream=sys.stderr)
 
 
 # --- processes ---------------------------------------------------------------------------

@@ -99,7 +99,12 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
     auth = None
     if verifier is not None:
         public = settings.public_url or f"http://{host}:{port}/mcp"
-        auth = AuthSettings(issuer_url=settings.jwt_issuer or public, resource_server_url=public,
+        # the metadata's authorization server must be an http(s) URL; a JWT issuer often is,
+        # but "iss" may be any string (then point at ourselves rather than crash at startup)
+        issuer = settings.jwt_issuer
+        if not (issuer and issuer.startswith(("http://", "https://"))):
+            issuer = public
+        auth = AuthSettings(issuer_url=issuer, resource_server_url=public,
                             required_scopes=None, validate_token_resource=False)
     mcp = create_server(app.service, local_principal=principal, token_verifier=verifier,
                         auth=auth)

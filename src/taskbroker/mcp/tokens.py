@@ -62,9 +62,14 @@ class StaticTokenVerifier:
         self.path = Path(path)
         self._mtime: float | None = None
         self._entries: dict[str, tuple[str, list[str]]] = {}
-        self._load()
+        self._load(strict=True)
 
-    def _load(self) -> None:
+    def _load(self, *, strict: bool = False) -> None:
+        """(Re)read the file when its mtime changed.
+
+        A broken file raises when ``strict`` (at construction); later it empties the table
+        (fail closed: every static token is rejected) until the file is fixed.
+        """
         try:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
@@ -72,14 +77,28 @@ class StaticTokenVerifier:
             return
         if mtime == self._mtime:
             return
-        data = json.loads(self.path.read_text() or "{}")
-        entries = {}
+        try:
+            entries = self._parse(self.path.read_text())
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            if strict:
+                raise ValueError(f"{self.path}: not a valid token file ({exc})") from None
+            log.error("token file %s is invalid (%s); rejecting every static token until it "
+                      "is fixed", self.path, type(exc).__name__)
+            entries = {}
+        self._entries, self._mtime = entries, mtime
+
+    def _parse(self, text: str) -> dict[str, tuple[str, list[str]]]:
+        data = json.loads(text or "{}")
+        entries: dict[str, tuple[str, list[str]]] = {}
         for i, item in enumerate(data.get("tokens", [])):
             digest, user = item.get("sha256"), item.get("user")
-            if not isinstance(digest, str) or not isinstance(user, str):
-                raise ValueError(f"{self.path}: tokens[{i}] needs 'sha256' and 'user'")
-            entries[digest.lower()] = (user, [str(r) for r in item.get("roles", [])])
-        self._entries, self._mtime = entries, mtime
+            if not isinstance(digest, str) or not isinstance(user, str) or not user:
+                raise ValueError(f"tokens[{i}] needs 'sha256' and 'user'")
+            roles = item.get("roles", [])
+            if isinstance(roles, str):
+                roles = roles.replace(",", " ").split()
+            entries[digest.lower()] = (user, [str(r) for r in roles])
+        return entries
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The principal of ``token``, or None when it is not in the file."""
@@ -94,17 +113,22 @@ class StaticTokenVerifier:
 class JWTVerifier:
     """JWTs signed with HS256 (shared secret) or RS256/ES256 (keys from a JWKS file).
 
-    Checks the signature, ``exp`` (required), ``iss`` and ``aud`` when configured; the user id
-    is ``sub`` and the roles come from ``roles_claim`` (a list, or a space-separated string).
+    Checks the signature, ``exp`` (required), ``nbf``, ``iss`` and ``aud`` when configured.
+    ``audience`` may be a comma list: a token naming any of them (its ``aud`` a string or a
+    list) is accepted.  The user id is ``sub``; the roles come from ``roles_claim``, which may
+    be a dotted path into nested claims (``realm_access.roles``) and may hold a list or a
+    space- or comma-separated string; any other shape grants no role.
     """
 
     def __init__(self, *, secret: str | None = None, jwks_file: Path | None = None,
-                 issuer: str | None = None, audience: str | None = None,
+                 issuer: str | None = None, audience: str | list[str] | None = None,
                  roles_claim: str = "roles", leeway: float = 30.0) -> None:
         if not secret and not jwks_file:
             raise ValueError("JWTVerifier needs a secret (HS256) or a JWKS file (RS256)")
         self.secret = secret
         self.jwks = jwt.PyJWKSet.from_json(Path(jwks_file).read_text()) if jwks_file else None
+        if isinstance(audience, str):
+            audience = [a.strip() for a in audience.split(",") if a.strip()] or None
         self.issuer, self.audience = issuer, audience
         self.roles_claim, self.leeway = roles_claim, leeway
 
@@ -115,10 +139,26 @@ class JWTVerifier:
             return self.secret, ["HS256"]
         if self.jwks is not None and alg in ("RS256", "ES256"):
             kid = header.get("kid")
+            kty = "RSA" if alg == "RS256" else "EC"
             for key in self.jwks.keys:
-                if kid is None or key.key_id == kid:
+                if kid is not None and key.key_id != kid:
+                    continue
+                if key.key_type == kty and key.algorithm_name in (alg, None):
                     return key.key, [alg]
         raise jwt.InvalidTokenError(f"unsupported algorithm or unknown key ({alg})")
+
+    def roles_of(self, claims: dict[str, Any]) -> list[str]:
+        """The roles ``claims`` grant (see the class docstring for the accepted shapes)."""
+        value: Any = claims.get(self.roles_claim)
+        if value is None and "." in self.roles_claim:
+            value = claims
+            for part in self.roles_claim.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            return value.replace(",", " ").split()
+        if isinstance(value, list | tuple):
+            return [str(r) for r in value if isinstance(r, str | int) and str(r)]
+        return []
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The principal of a valid JWT, or None (reason logged, token never)."""
@@ -129,15 +169,16 @@ class JWTVerifier:
                 leeway=self.leeway,
                 options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
             )
-        except jwt.PyJWTError as exc:
+            sub = str(claims["sub"])
+            expires_at = int(claims["exp"])
+        except Exception as exc:  # PyJWTError, and anything odd in a hostile token
             log.info("rejected JWT: %s", type(exc).__name__)
             return None
-        roles = claims.get(self.roles_claim, [])
-        if isinstance(roles, str):
-            roles = roles.split()
-        sub = str(claims["sub"])
+        if not sub:
+            log.info("rejected JWT: empty sub")
+            return None
         return AccessToken(token=token, client_id=sub, subject=sub,
-                           scopes=[str(r) for r in roles], expires_at=int(claims["exp"]),
+                           scopes=self.roles_of(claims), expires_at=expires_at,
                            claims={k: v for k, v in claims.items() if k in ("iss", "aud")})
 
 

@@ -1,0 +1,21 @@
+"""Print the README's configuration table from the Settings class (keep them in step)."""
+
+from __future__ import annotations
+
+from taskbroker.core.settings import Settings
+
+
+def table() -> str:
+    """Markdown rows: variable, default, meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "—" if default is None else f"`{default}`"
+        if name == "data_dir":
+            shown = "`.taskbroker`"
+        rows.append(f"| `TASKBROKER_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(table())
