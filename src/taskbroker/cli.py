@@ -354,3 +354,12 @@ def data_export(output: Path | None) -> None:
         output.write_text(text)
     else:
         click.echo(text)
+
+
+@data.command("snapshots")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+def data_snapshots(limit: int) -> None:
+    """List stored metrics snapshots, newest first (taken by metrics_snapshot)."""
+    from taskbroker.plugins.metrics.snapshots import list_snapshots
+
+    _print(list_snapshots(limit))
