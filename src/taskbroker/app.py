@@ -18,7 +18,7 @@ from taskbroker.core.database import engine_for
 from taskbroker.core.identity import IdentityMiddleware
 from taskbroker.core.ledger import Ledger
 from taskbroker.core.middleware import Middleware
-from taskbroker.core.plugins import Plugins, load_plugins
+from taskbroker.core.plugins import Plugins, call_configure, load_plugins
 from taskbroker.core.ratelimit import build_rate_limit_middleware
 from taskbroker.core.reaper import Reaper
 from taskbroker.core.service import TaskService
@@ -41,7 +41,7 @@ def load_app_plugins(settings: Settings) -> Plugins:
         builtins=DEFAULT_PLUGINS if settings.builtin_plugins else (),
         modules=modules,
         allow=settings.load_plugins,
-        configure=lambda pm: pm.hook.taskbroker_configure(settings=settings),
+        configure=lambda pm, info: call_configure(pm, info, settings),
     )
 
 

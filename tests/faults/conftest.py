@@ -11,8 +11,6 @@ from taskbroker.core.reaper import Reaper
 from tests.conftest import settings_from_env
 from tests.support.procs import Redis
 
-pytest_plugins: list[str] = []
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/faults carries the ``faults`` marker."""

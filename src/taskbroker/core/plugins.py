@@ -21,7 +21,7 @@ from taskbroker.core import hookspecs
 from taskbroker.core.registry import Registry
 from taskbroker.core.tasktype import TaskType
 
-__all__ = ["PluginInfo", "Plugins", "load_plugins"]
+__all__ = ["PluginInfo", "Plugins", "call_configure", "load_plugins"]
 
 log = logging.getLogger("taskbroker.plugins")
 
@@ -72,6 +72,21 @@ class Plugins:
         return entries
 
 
+def call_configure(pm: pluggy.PluginManager, info: dict[str, PluginInfo], settings: Any) -> None:
+    """Call every ``taskbroker_configure`` implementation, each in isolation.
+
+    A plugin whose hook raises gets the error recorded under its name; the others go on.
+    """
+    for impl in pm.hook.taskbroker_configure.get_hookimpls():
+        name = pm.get_name(impl.plugin) or "?"
+        try:
+            impl.function(settings=settings)
+        except Exception as exc:
+            info.setdefault(name, PluginInfo(name, None, "module")).errors.append(
+                f"configure failed: {exc!r}")
+            log.error("plugin %s: configure failed: %r", name, exc)
+
+
 def _parse_allow_list(value: str | None) -> set[str] | None:
     if value is None:
         return None
@@ -85,7 +100,7 @@ def load_plugins(
     objects: Iterable[tuple[str, object]] = (),
     entry_points: bool = True,
     allow: str | None = None,
-    configure: Callable[[pluggy.PluginManager], None] | None = None,
+    configure: Callable[[pluggy.PluginManager, dict[str, PluginInfo]], None] | None = None,
 ) -> Plugins:
     """Build the plugin manager and the task-type registry.
 
@@ -96,8 +111,9 @@ def load_plugins(
         entry_points: load the ``taskbroker`` entry-point group.
         allow: ``TASKBROKER_LOAD_PLUGINS``: comma list of distribution or entry-point names;
             None loads every installed plugin, an empty string loads none.
-        configure: called with the manager after loading, before task types register
-            (the application calls ``taskbroker_configure`` here).
+        configure: called with the manager and the plugin infos after loading, before task
+            types register (the application calls ``taskbroker_configure`` here, see
+            :func:`call_configure`).
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -150,7 +166,7 @@ def load_plugins(
             add(ep.name, plugin, "entrypoint", version)
 
     if configure is not None:
-        configure(pm)
+        configure(pm, info)
 
     registry = Registry()
     for impl in pm.hook.taskbroker_register_task_types.get_hookimpls():

@@ -38,10 +38,10 @@ class Registry:
 
     def add(self, task_type: TaskType, plugin: str | None = None) -> None:
         """Add ``task_type`` (registered by ``plugin``); a taken name is a DuplicateTaskType."""
-        if plugin is not None and task_type.plugin is None:
-            task_type = replace(task_type, plugin=plugin)
         if not isinstance(task_type, TaskType):
             raise TypeError(f"register() takes a TaskType, got {type(task_type).__name__}")
+        if plugin is not None and task_type.plugin is None:
+            task_type = replace(task_type, plugin=plugin)
         if not _NAME.match(task_type.name):
             raise ValueError(
                 f"task type name {task_type.name!r} must match [a-z][a-z0-9_]* (max 64 chars)"

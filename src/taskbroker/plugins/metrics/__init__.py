@@ -20,6 +20,7 @@ from taskbroker.plugins.metrics.params import (
     SnapshotParams,
     VersionDiffParams,
 )
+from taskbroker.plugins.metrics.schedules import taskbroker_register_schedules  # noqa: F401
 
 __all__ = ["TASK_TYPES", "taskbroker_register_task_types"]
 

@@ -56,6 +56,7 @@ from taskbroker.plugins.resilience import (
     utilization,
 )
 from taskbroker.plugins.resilience._common import DaysAheadParams, HealthParams
+from taskbroker.plugins.resilience.schedules import taskbroker_register_schedules  # noqa: F401
 from taskbroker.schedule.store import ScheduleStore
 
 __all__ = ["task_types", "taskbroker_register_task_types"]
