@@ -13,7 +13,9 @@ def table() -> str:
         shown = "—" if default is None else f"`{default}`"
         if name == "data_dir":
             shown = "`.taskbroker`"
-        rows.append(f"| `TASKBROKER_{name.upper()}` | {shown} | {field.description or ''} |")
+        meaning = (field.description or "").replace("|", "\\|")
+        shown = shown.replace("|", "\\|")
+        rows.append(f"| `TASKBROKER_{name.upper()}` | {shown} | {meaning} |")
     return "\n".join(rows)
 
 
