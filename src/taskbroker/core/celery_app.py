@@ -235,7 +235,9 @@ def _await_record(ledger: Ledger, task_id: str, worker: str, patience: float,
         if durable(ledger.mark_started, task_id, worker=worker, patience=patience):
             return True
         if ledger.get(task_id) is not None:
-            return False  # it exists now but may not start (revoked meanwhile)
+            # committed between the two reads: one last attempt decides (it may have been
+            # revoked meanwhile, and then it must not start)
+            return durable(ledger.mark_started, task_id, worker=worker, patience=patience)
     log.warning("task %s has no ledger record (its start was rolled back); dropped", task_id)
     return False
 
