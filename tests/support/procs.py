@@ -231,6 +231,7 @@ def base_env(**extra: str) -> dict[str, str]:
                                      "cancel: 100000/minute; list: 100000/minute; "
                                      "list_types: 100000/minute")
     env["TASKBROKER_MAX_ACTIVE_PER_USER"] = "0"
+    env["TASKBROKER_WORKER_METRICS_PORT"] = "0"  # tests that scrape a worker pick a port
     env.update(extra)
     return env
 

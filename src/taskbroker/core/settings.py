@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         default=9808, ge=0, le=65535,
         description="Worker /metrics and /healthz port (0 disables).",
     )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of the worker's metrics server (the Helm chart sets "
+        "0.0.0.0 so probes and Prometheus reach the pod IP).",
+    )
     trace_user: Literal["id", "hash", "none"] = Field(
         default="hash", description="How spans carry the user: id, a salted hash, or not at all."
     )

@@ -1,18 +1,100 @@
-"""structlog configuration: JSON lines (console on a TTY), stdlib and Celery routed through it."""
+"""structlog configuration: JSON lines (console on a TTY), stdlib and Celery routed through it.
+
+Every line carries, when known: ``trace_id``/``span_id`` (the current OpenTelemetry span),
+``task_id``/``task_type`` (the Celery task running in this process, or bound by the
+observability middleware) and ``user``.  A redaction processor runs last, after exception
+formatting, so tokens, secrets, passwords, Authorization headers, credentials in URLs and
+parameters a task type marks secret never reach the output.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import threading
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 import structlog
 
 from taskbroker.core.settings import Settings
 
-__all__ = ["configure_logging"]
+__all__ = ["add_otel_ids", "add_secret_keys", "add_task_context", "configure_logging",
+           "redact"]
 
 _configured = False
+
+REDACTED = "***"
+#: key names (any case, any position in the key) whose values are never logged
+_SECRET_KEY = re.compile(r"token|secret|passw|authorization|api[_-]?key|cookie|credential",
+                         re.I)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
+_KEY_VALUE = re.compile(r"(?i)\b([\w-]*(?:token|secret|password|api[_-]?key)[\w-]*)"
+                        r"(\s*[=:]\s*)(['\"]?)[^\s'\",;&]+")
+
+_secret_keys: set[str] = set()
+_secret_lock = threading.Lock()
+
+
+def add_secret_keys(names: Iterable[str]) -> None:
+    """Also redact values under these keys (``TaskType.secret_params``)."""
+    names = set(names)
+    if names - _secret_keys:
+        with _secret_lock:
+            _secret_keys.update(names)
+
+
+def _redact_text(text: str) -> str:
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    return _KEY_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{REDACTED}", text)
+
+
+def _redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
+    if key is not None and (_SECRET_KEY.search(key) or key in _secret_keys):
+        return REDACTED
+    if depth > 6:
+        return value
+    if isinstance(value, str):
+        return _redact_text(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_value(str(k), v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(None, v, depth + 1) for v in value]
+    return value
+
+
+def redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: replace secret values (by key name and by pattern) with ***."""
+    return {k: _redact_value(k if k != "event" else None, v) for k, v in event_dict.items()}
+
+
+def add_otel_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: trace_id and span_id of the current span, when there is one."""
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
+    return event_dict
+
+
+def add_task_context(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: task_id and task_type of the Celery task running in this thread."""
+    if "task_id" in event_dict and "task_type" in event_dict:
+        return event_dict
+    from celery import current_task
+
+    task = current_task
+    if task is None or not getattr(task, "request", None) or not task.request.id:
+        return event_dict
+    event_dict.setdefault("task_id", task.request.id)
+    name = getattr(task, "name", "") or ""
+    event_dict.setdefault("task_type", name.rsplit(".", 1)[-1])
+    return event_dict
 
 
 def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> None:
@@ -27,6 +109,8 @@ def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> N
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_otel_ids,
+        add_task_context,
     ]
     renderer: Any = (structlog.dev.ConsoleRenderer() if fmt == "console"
                      else structlog.processors.JSONRenderer())
@@ -39,7 +123,7 @@ def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> N
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, renderer],
+                    structlog.processors.format_exc_info, redact, renderer],
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)

@@ -1,13 +1,361 @@
-"""Worker-side observability: signal handlers for metrics, tracing, logs (issue 6)."""
+"""Worker-side observability: Celery signal handlers for metrics, tracing and logs.
+
+* ``worker_init`` (main process, before the pool forks): prometheus_client multiprocess mode
+  in a fresh directory, task counters pre-created at 0 for every registered task type.
+* ``worker_process_init`` (each prefork child; the solo pool's one process): tracing from
+  OTEL_*, and the child's copy of the metrics server socket closed.
+* ``task_prerun``/``task_postrun``/``task_failure``/``task_retry``/``task_revoked``:
+  ``taskbroker_tasks_total``, runtime and queue-wait histograms, and the execution span (a
+  child of the start span, from the message's ``traceparent`` header), made current so the
+  spans a handler opens nest under it and log lines carry its ids.
+* ``worker_ready``: the HTTP server on ``worker_metrics_port`` (``/metrics``, ``/healthz``)
+  in the main process, which sums what every child wrote.
+"""
 
 from __future__ import annotations
 
-from celery import Celery
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import structlog
+from celery import Celery, signals
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 from taskbroker.core.settings import Settings
+from taskbroker.observability import metrics
+from taskbroker.observability.logging import add_secret_keys
+from taskbroker.observability.middleware import SENT_AT_HEADER
+from taskbroker.observability.tracing import (
+    configure_tracing,
+    extract_context,
+    flush_tracing,
+    get_tracer,
+    tracing_enabled,
+)
 
-__all__ = ["install_worker_observability"]
+__all__ = ["WorkerObservability", "install_worker_observability"]
+
+log = logging.getLogger("taskbroker.observability")
+
+TASK_PREFIX = "taskbroker.tasks."
+
+class _UpCollector(Collector):
+    """``taskbroker_worker_up``: 1 while this worker consumes tasks."""
+
+    def __init__(self, is_up: Callable[[], bool]) -> None:
+        self._is_up = is_up
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("taskbroker_worker_up",
+                                "1 while this worker is ready and consuming tasks.",
+                                value=1 if self._is_up() else 0)
 
 
-def install_worker_observability(app: Celery, settings: Settings) -> None:
-    """Connect the worker's signal handlers (placeholder: nothing yet)."""
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not worth a log line each."""
+
+
+@dataclass
+class _Running:
+    span: Any = None
+    token: Any = None
+    log_tokens: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+
+
+class WorkerObservability:
+    """State and signal handlers of one worker process tree (see the module docstring)."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.ready = False
+        self.server: WSGIServer | None = None
+        self._own_dir: Path | None = None
+        self._running: dict[str, _Running] = {}
+        self._ledger: Any = None
+        self._prefork = True
+
+    # --- names --------------------------------------------------------------------------
+
+    def task_type(self, name: str | None) -> str:
+        """The task_type label of a Celery task name (``unknown`` for anything unregistered)."""
+        if name and name.startswith(TASK_PREFIX) and name in self.app.tasks:
+            return name[len(TASK_PREFIX):]
+        return metrics.UNKNOWN_TASK_TYPE
+
+    def registered_types(self) -> list[str]:
+        """Names of the task types this worker runs."""
+        return sorted(n[len(TASK_PREFIX):] for n in self.app.tasks if n.startswith(TASK_PREFIX))
+
+    # --- process lifecycle -----------------------------------------------------------------
+
+    def on_worker_init(self, sender: Any = None, **_: Any) -> None:
+        """Main process, before forking: multiprocess metrics, counters at 0, secret keys."""
+        pool = str(getattr(sender, "pool_cls", "prefork")).lower()
+        self._prefork = "prefork" in pool or "processes" in pool
+        path = metrics.multiprocess_dir()
+        if path is None:
+            path = self._own_dir = Path(tempfile.mkdtemp(prefix="taskbroker-metrics-"))
+        metrics.enable_multiprocess(path)
+        wm = metrics.worker_metrics()
+        for task_type in self.registered_types():
+            for state in metrics.TASK_STATES:
+                wm.tasks.labels(task_type, state)
+            wm.runtime.labels(task_type)
+            wm.queue_wait.labels(task_type)
+        for task in self.app.tasks.values():
+            declared = getattr(getattr(task, "Request", None), "task_type", None)
+            if declared is not None and declared.secret_params:
+                add_secret_keys(declared.secret_params)
+        if not self._prefork:
+            configure_tracing("taskbroker-worker")
+
+    def on_worker_ready(self, **_: Any) -> None:
+        """Main process, pool started: serve /metrics and /healthz."""
+        self.ready = True
+        port = self.settings.worker_metrics_port
+        host = self.settings.worker_metrics_host
+        if port and self.server is None:
+            try:
+                self.server = make_server(host, port, self.wsgi,
+                                          server_class=_ThreadingWSGIServer,
+                                          handler_class=_QuietHandler)
+            except OSError as exc:
+                log.warning("worker metrics: cannot listen on %s:%s (%s)", host,
+                            port, exc)
+                return
+            threading.Thread(target=self.server.serve_forever, name="taskbroker-metrics",
+                             daemon=True).start()
+            log.info("worker metrics on http://%s:%s/metrics", host, port)
+
+    def on_worker_shutdown(self, **_: Any) -> None:
+        """Main process, stopping: report down, stop serving, remove our own directory."""
+        self.ready = False
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        if self._own_dir is not None:
+            metrics.remove_multiprocess_dir(self._own_dir)
+
+    def on_process_init(self, **_: Any) -> None:
+        """Each pool child (or the solo pool): tracing, and no inherited listening socket."""
+        if self.server is not None:  # forked after worker_ready (replacement child)
+            self.server.socket.close()
+            self.server = None
+        self._running.clear()
+        configure_tracing("taskbroker-worker")
+
+    def on_process_shutdown(self, pid: int | None = None, **_: Any) -> None:
+        """Each pool child, exiting: export buffered spans, drop its live-gauge files."""
+        flush_tracing()
+        if metrics.multiprocess_dir() is not None:
+            mark_process_dead(pid or os.getpid())
+
+    # --- tasks --------------------------------------------------------------------------
+
+    def on_prerun(self, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+        """A task begins: count it, measure its queue wait, open its span."""
+        if task_id is None or task is None:
+            return
+        task_type = self.task_type(task.name)
+        request = task.request
+        wm = metrics.worker_metrics()
+        wm.tasks.labels(task_type, "started").inc()
+        now = time.time()
+        sent_at = _header(request, SENT_AT_HEADER)
+        begin = _as_epoch(sent_at)
+        eta = _as_epoch(getattr(request, "eta", None))
+        if eta is not None:
+            begin = max(begin or eta, eta)
+        if begin is not None:
+            wm.queue_wait.labels(task_type).observe(max(0.0, now - begin))
+        running = _Running(started=time.perf_counter())
+        running.log_tokens = structlog.contextvars.bind_contextvars(task_id=task_id,
+                                                                    task_type=task_type)
+        if tracing_enabled():
+            span = get_tracer().start_span(
+                f"taskbroker.task {task_type}", context=extract_context(request),
+                kind=SpanKind.CONSUMER,
+                attributes={"task.type": task_type, "task.id": task_id,
+                            "task.retries": int(getattr(request, "retries", 0) or 0)},
+            )
+            running.span = span
+            running.token = otel_context.attach(trace.set_span_in_context(span))
+        self._running[task_id] = running
+
+    def on_postrun(self, task_id: str | None = None, task: Any = None, retval: Any = None,
+                   state: str | None = None, **_: Any) -> None:
+        """A task ended: runtime, succeeded/revoked, close its span."""
+        running = self._running.pop(task_id or "", None)
+        if task is None or running is None:
+            return
+        task_type = self.task_type(task.name)
+        wm = metrics.worker_metrics()
+        wm.runtime.labels(task_type).observe(time.perf_counter() - running.started)
+        outcome = state or "UNKNOWN"
+        if state == "SUCCESS":
+            # The body returns normally when it succeeded, when it was cancelled (cooperatively
+            # or before it began) and when it skipped a re-delivered message: the ledger says
+            # which (one primary-key read per task).
+            status = self._ledger_status(task_id)
+            if status is None:  # ledger unreadable: the return value is the best hint
+                status = "success" if retval is not None else "skipped"
+            if status == "success":
+                wm.tasks.labels(task_type, "succeeded").inc()
+            elif status == "revoked":
+                wm.tasks.labels(task_type, "revoked").inc()
+            outcome = status.upper()
+        try:
+            if running.span is not None:
+                running.span.set_attribute("outcome", outcome.lower())
+                running.span.end()
+        finally:
+            if running.token is not None:
+                otel_context.detach(running.token)
+            structlog.contextvars.reset_contextvars(**running.log_tokens)
+
+    def on_failure(self, sender: Any = None, task_id: str | None = None,
+                   exception: BaseException | None = None, **_: Any) -> None:
+        """A task raised (or hit its hard time limit / lost its process): count, record."""
+        wm = metrics.worker_metrics()
+        wm.tasks.labels(self.task_type(getattr(sender, "name", None)), "failed").inc()
+        running = self._running.get(task_id or "")
+        if running is not None and running.span is not None and exception is not None:
+            running.span.record_exception(exception)
+            running.span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+
+    def on_retry(self, sender: Any = None, request: Any = None, reason: Any = None,
+                 **_: Any) -> None:
+        """A task asked to be retried."""
+        metrics.worker_metrics().tasks.labels(
+            self.task_type(getattr(sender, "name", None)), "retried").inc()
+
+    def on_revoked(self, request: Any = None, **_: Any) -> None:
+        """Main process: a revoked task's message was discarded (or its process terminated)."""
+        name = getattr(request, "task_name", None) or getattr(request, "name", None)
+        metrics.worker_metrics().tasks.labels(self.task_type(name), "revoked").inc()
+
+    def _ledger_status(self, task_id: str | None) -> str | None:
+        """The ledger status of a task whose body returned nothing (revoked or a duplicate)."""
+        if not task_id:
+            return None
+        try:
+            if self._ledger is None:
+                from taskbroker.core.database import engine_for
+                from taskbroker.core.ledger import Ledger
+
+                self._ledger = Ledger(engine_for(self.settings.ledger_url), create=False)
+            record = self._ledger.get(task_id)
+        except Exception as exc:
+            log.warning("metrics: ledger unreadable (%s)", type(exc).__name__)
+            return None
+        return record.status if record is not None else None
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """This worker's metrics: every process's files summed, plus worker_up."""
+        registry = CollectorRegistry()
+        if metrics.multiprocess_dir() is not None:
+            MultiProcessCollector(registry)
+        else:
+            registry = metrics.worker_metrics().registry
+        registry.register(_UpCollector(lambda: self.ready))
+        return generate_latest(registry)
+
+    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]
+             ) -> Iterable[bytes]:
+        """The WSGI app: ``/metrics`` and ``/healthz``."""
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            try:
+                body = self.render()
+            except Exception as exc:
+                log.warning("worker metrics failed: %r", exc)
+                start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+                return [b"metrics unavailable\n"]
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+            return [body]
+        if path == "/healthz":
+            status = "200 OK" if self.ready else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json")])
+            return [json.dumps({"status": "ok" if self.ready else "starting"}).encode()]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+
+def _header(request: Any, key: str) -> Any:
+    value = getattr(request, key, None)
+    if value is None:
+        headers = getattr(request, "headers", None) or {}
+        value = headers.get(key) if isinstance(headers, dict) else None
+    return value
+
+
+def _as_epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        from datetime import datetime
+
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+_installed: WorkerObservability | None = None
+
+
+def install_worker_observability(app: Celery, settings: Settings) -> WorkerObservability:
+    """Connect the worker's signal handlers (once per process) and return their state."""
+    global _installed
+    if _installed is not None:
+        return _installed
+    obs = WorkerObservability(app, settings)
+    for signal, handler in (
+        (signals.worker_init, obs.on_worker_init),
+        (signals.worker_ready, obs.on_worker_ready),
+        (signals.worker_shutdown, obs.on_worker_shutdown),
+        (signals.worker_process_init, obs.on_process_init),
+        (signals.worker_process_shutdown, obs.on_process_shutdown),
+        (signals.task_prerun, obs.on_prerun),
+        (signals.task_postrun, obs.on_postrun),
+        (signals.task_failure, obs.on_failure),
+        (signals.task_retry, obs.on_retry),
+        (signals.task_revoked, obs.on_revoked),
+    ):
+        signal.connect(handler, weak=False, dispatch_uid=f"taskbroker.obs.{signal.name}")
+    signals.setup_logging.connect(_keep_our_logging, weak=False,
+                                  dispatch_uid="taskbroker.obs.setup_logging")
+    _installed = obs
+    return obs
+
+
+def _keep_our_logging(**_: Any) -> None:
+    """Celery's own logging setup is skipped: its records go through configure_logging's."""

@@ -1,0 +1,69 @@
+"""configure_logging: JSON lines with trace ids, stdlib routed through, secrets redacted."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from opentelemetry.sdk.trace import TracerProvider
+
+from taskbroker.core.settings import Settings
+from taskbroker.observability.logging import add_secret_keys, configure_logging
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """Logging configured into a buffer; the root logger and structlog restored after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure_logging(Settings(log_format="json", log_level="INFO"), stream=stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.reset_defaults()
+
+
+def lines(stream: io.StringIO) -> list[dict]:
+    """The JSON lines written so far."""
+    return [json.loads(x) for x in stream.getvalue().splitlines() if x.strip()]
+
+
+def test_lines_carry_the_current_span(captured: io.StringIO) -> None:
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("outer") as span:
+        logging.getLogger("some.library").info("from stdlib")
+        structlog.get_logger("ours").info("from structlog", user="u-1")
+    logging.getLogger("some.library").info("outside")
+    first, second, third = lines(captured)
+    ctx = span.get_span_context()
+    for line in (first, second):
+        assert line["trace_id"] == format(ctx.trace_id, "032x")
+        assert line["span_id"] == format(ctx.span_id, "016x")
+    assert first["logger"] == "some.library" and second["user"] == "u-1"
+    assert "trace_id" not in third
+
+
+def test_secrets_never_reach_the_output(captured: io.StringIO) -> None:
+    add_secret_keys({"launch_code"})
+    structlog.get_logger("ours").info(
+        "call", launch_code="0000-1111", api_key="k-123", nested={"db_password": "pw-9"},
+        headers={"Authorization": "Bearer abc.def"}, items=["Bearer xyz"], ok="visible")
+    logging.getLogger("lib").warning("url redis://:hunter2@h:6379/0 secret=s3cr3t")
+    try:
+        raise RuntimeError("token=tok-zzz failed")
+    except RuntimeError:
+        logging.getLogger("lib").exception("boom")
+    out = captured.getvalue()
+    for secret in ("0000-1111", "k-123", "pw-9", "abc.def", "xyz", "hunter2", "s3cr3t",
+                   "tok-zzz"):
+        assert secret not in out
+    first = lines(captured)[0]
+    assert first["launch_code"] == "***" and first["ok"] == "visible"
+    assert first["headers"] == {"Authorization": "***"}
