@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskbroker.core.tasktype import TaskContext
 from taskbroker.schedule.program import Program
+from taskbroker.schedule.staffing import StaffingModel, build_model
 from taskbroker.schedule.store import ScheduleStore
 
 __all__ = [
@@ -82,6 +83,24 @@ def require_schedule(program: Program) -> None:
 def resolve_store(store: ScheduleStore | None) -> ScheduleStore:
     """``store`` when given, else the process store of the configured database."""
     return store if store is not None else ScheduleStore.from_settings()
+
+
+def load_window(params: DaysAheadParams, ctx: TaskContext, store: ScheduleStore | None, *,
+                model_progress: int) -> tuple[Program, dt.date, StaffingModel]:
+    """Load the program and build the staffing model of the ``days_ahead`` window.
+
+    Reports progress (0 while loading, ``model_progress`` while building) and stops at a
+    cancellation between the steps; raises ValueError when no schedule is loaded.
+    """
+    ctx.progress(0, "loading the schedule")
+    program = resolve_store(store).load_program()
+    require_schedule(program)
+    start = window_start(params.start_date, program)
+    ctx.raise_if_cancelled()
+    ctx.progress(model_progress, "building the staffing model")
+    model = build_model(program, start, params.days_ahead)
+    ctx.raise_if_cancelled()
+    return program, start, model
 
 
 def now_iso() -> str:

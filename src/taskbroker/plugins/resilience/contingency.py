@@ -8,16 +8,13 @@ from typing import Any
 from taskbroker.core.tasktype import TaskContext
 from taskbroker.plugins.resilience._common import (
     DaysAheadParams,
+    load_window,
     now_iso,
     period,
-    require_schedule,
-    resolve_store,
     stepper,
-    window_start,
 )
 from taskbroker.schedule.contingency import ContingencyResult, analyse
 from taskbroker.schedule.program import Program
-from taskbroker.schedule.staffing import build_model
 from taskbroker.schedule.store import ScheduleStore
 
 __all__ = ["recommendations", "run", "summarize"]
@@ -93,14 +90,7 @@ def recommendations(result: ContingencyResult) -> list[str]:
 def run(params: DaysAheadParams, ctx: TaskContext, *,
         store: ScheduleStore | None = None) -> dict[str, Any]:
     """Run N-1 and N-2 over ``params.days_ahead`` days of the current schedule."""
-    ctx.progress(0, "loading the schedule")
-    program = resolve_store(store).load_program()
-    require_schedule(program)
-    start = window_start(params.start_date, program)
-    ctx.raise_if_cancelled()
-    ctx.progress(10, "building the staffing model")
-    model = build_model(program, start, params.days_ahead)
-    ctx.raise_if_cancelled()
+    program, start, model = load_window(params, ctx, store, model_progress=10)
     result = analyse(model, on_block=stepper(ctx, 15, 90, "analysing blocks (N-1, N-2)"))
     current = program.current_run()
     ctx.progress(95, "summarising")

@@ -8,13 +8,10 @@ from typing import Any
 from taskbroker.core.tasktype import TaskContext
 from taskbroker.plugins.resilience._common import (
     DaysAheadParams,
+    load_window,
     now_iso,
     period,
-    require_schedule,
-    resolve_store,
-    window_start,
 )
-from taskbroker.schedule.staffing import build_model
 from taskbroker.schedule.store import ScheduleStore
 from taskbroker.schedule.utilization import HIGH_RISK, high_risk_periods, utilization_by_day
 
@@ -24,14 +21,7 @@ __all__ = ["run"]
 def run(params: DaysAheadParams, ctx: TaskContext, *,
         store: ScheduleStore | None = None) -> dict[str, Any]:
     """Forecast faculty utilization for ``params.days_ahead`` days with approved absences."""
-    ctx.progress(0, "loading the schedule")
-    program = resolve_store(store).load_program()
-    require_schedule(program)
-    start = window_start(params.start_date, program)
-    ctx.raise_if_cancelled()
-    ctx.progress(30, "building the staffing model")
-    model = build_model(program, start, params.days_ahead)
-    ctx.raise_if_cancelled()
+    program, start, model = load_window(params, ctx, store, model_progress=30)
     ctx.progress(60, "computing utilization")
     days = utilization_by_day(model)
     ctx.raise_if_cancelled()
