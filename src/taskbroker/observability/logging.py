@@ -115,7 +115,10 @@ def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> N
     renderer: Any = (structlog.dev.ConsoleRenderer() if fmt == "console"
                      else structlog.processors.JSONRenderer())
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # filter_by_level first: a disabled level costs no processing (status polls log at
+        # debug, and can be many)
+        processors=[structlog.stdlib.filter_by_level, *shared,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

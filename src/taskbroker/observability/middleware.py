@@ -31,6 +31,9 @@ __all__ = ["ObservabilityMiddleware", "build_observability_middleware", "outcome
 
 log = structlog.get_logger("taskbroker.operations")
 
+#: operations that only read; successful ones are logged at debug level
+READ_OPERATIONS = frozenset({"status", "list", "list_types"})
+
 #: the message header carrying the publish time (epoch seconds) for the queue-wait histogram
 SENT_AT_HEADER = "sent_at"
 
@@ -107,7 +110,12 @@ class ObservabilityMiddleware(Middleware):
         try:
             if span is not None:
                 self._finish_span(span, call, task_type, outcome)
-            level = "warning" if outcome in ("error", "unavailable") else "info"
+            if outcome in ("error", "unavailable"):
+                level = "warning"
+            elif outcome == "ok" and call.operation in READ_OPERATIONS:
+                level = "debug"  # polls are frequent; their metrics and spans remain
+            else:
+                level = "info"
             getattr(log, level)(
                 "operation", operation=call.operation, task_type=task_type,
                 task_id=call.task_id, outcome=outcome, duration_ms=round(elapsed * 1000, 3),
