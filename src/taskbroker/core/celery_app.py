@@ -228,7 +228,7 @@ class Watchdog:
 
 
 def _await_record(ledger: Ledger, task_id: str, worker: str, patience: float,
-                  wait: float = 10.0) -> bool:
+                  wait: float = 5.0) -> bool:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         time.sleep(0.005)
@@ -265,8 +265,9 @@ def _register(app: Celery, task_type: TaskType, ledger: Ledger, hostname: str,
         try:
             started = durable(ledger.mark_started, task_id, worker=worker, patience=patience)
             if not started and durable(ledger.get, task_id, patience=patience) is None:
-                # The service publishes inside the transaction that inserts the record, so
-                # an idle worker can see the message a moment before the commit: wait for it.
+                # The service publishes just before it inserts the record (or inside the
+                # inserting transaction), so an idle worker can see the message a moment
+                # before the record: wait for it.
                 started = _await_record(ledger, task_id, worker, patience)
         except (OperationalError, InterfaceError):
             raise Reject("ledger unavailable", requeue=True) from None

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 __all__ = ["dispose_engines", "engine_for"]
 
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, bool], Engine] = {}
 _lock = threading.Lock()
 
 
@@ -33,33 +33,50 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur.close()
 
 
-def engine_for(url: str) -> Engine:
-    """The engine for ``url`` in this process (its pool is emptied in forked children)."""
+def engine_for(url: str, *, autocommit: bool = False) -> Engine:
+    """The engine for ``url`` in this process (its pool is emptied in forked children).
+
+    ``autocommit=True`` gives a twin engine (its own pool) whose connections run each
+    statement in its own transaction: one round trip for a single-statement read or write
+    instead of BEGIN + statement + COMMIT/ROLLBACK.
+    """
+    key = (url, autocommit)
     with _lock:
-        engine = _engines.get(url)
+        engine = _engines.get(key)
         if engine is None:
-            engine = _create(url)
-            _engines[url] = engine
+            engine = _create(url, autocommit)
+            _engines[key] = engine
         return engine
 
 
-def _create(url: str) -> Engine:
+def url_of(engine: Engine) -> str:
+    """The URL an engine was made from (with its password: for :func:`engine_for` only)."""
+    return engine.url.render_as_string(hide_password=False)
+
+
+def _create(url: str, autocommit: bool) -> Engine:
+    extra: dict[str, object] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False},
+                               **extra)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    # No pool_pre_ping: it costs a round trip on every checkout. A connection that died
+    # surfaces as a DBAPIError with connection_invalidated set; the pool then drops it and
+    # TaskService retries the operation once (workers retry ledger writes anyway).
     return create_engine(
         parsed,
         pool_size=10,
         max_overflow=20,
-        pool_pre_ping=True,
+        pool_recycle=1800,
         pool_timeout=5,
         connect_args={"connect_timeout": 3},
+        **extra,
     )
 
 

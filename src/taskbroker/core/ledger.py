@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -35,9 +36,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from taskbroker.core.database import engine_for, url_of
+
 __all__ = [
     "ACTIVE",
     "TERMINAL",
+    "ActiveRow",
     "Ledger",
     "TaskRecord",
     "utcnow",
@@ -87,6 +91,15 @@ purged = Table(
     Column("owner", String(200), nullable=False),
     Column("purged_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# statements built once (building them per call costs more than the round trip on a hot path)
+_INSERT = insert(tasks)
+_GET = select(tasks).where(tasks.c.id == bindparam("id"))
+_GET_OWNED = select(tasks).where(tasks.c.id == bindparam("id"), tasks.c.owner == bindparam("owner"))
+#: the columns a listing of active tasks shows
+ACTIVE_COLUMNS = (tasks.c.id, tasks.c.task_name, tasks.c.task_type, tasks.c.status,
+                  tasks.c.started_at, tasks.c.queued_at, tasks.c.progress, tasks.c.owner)
 
 
 def utcnow() -> dt.datetime:
@@ -139,11 +152,26 @@ class TaskRecord:
         return cls(**values)
 
 
+class ActiveRow(NamedTuple):
+    """One active task as a listing shows it."""
+
+    id: str
+    task_name: str
+    task_type: str
+    status: str
+    started_at: dt.datetime | None
+    queued_at: dt.datetime
+    progress: int
+    owner: str
+
+
 class Ledger:
     """Reads and conditional writes of task records over one SQLAlchemy engine."""
 
     def __init__(self, engine: Engine, *, create: bool = True) -> None:
         self.engine = engine
+        #: twin engine in autocommit mode: one round trip per single-statement read or write
+        self.ac = engine_for(url_of(engine), autocommit=True)
         if create:
             metadata.create_all(engine)
 
@@ -162,13 +190,18 @@ class Ledger:
         now: dt.datetime | None = None,
         publish: Callable[[], None] | None = None,
     ) -> TaskRecord | None:
-        """Insert a queued record and publish it in one transaction.
+        """Insert a queued record and publish its message.
 
-        ``publish`` runs inside the transaction after the insert: when it raises, the insert
-        rolls back, so no record is ever left queued without a message.  (A crash after the
-        publish but before the commit leaves a message without a record; the worker skips it,
-        and the caller never received the task id, so nothing accepted is lost.)  With a taken
-        ``idempotency_key`` nothing is inserted or published and the original is returned.
+        Without an ``idempotency_key`` (the fast path) the message is published first and the
+        record inserted after it in one autocommitted statement: a failed publish leaves no
+        record, and a failed insert (or a crash between the two) leaves a message without a
+        record, which the worker drops after a short wait; the caller never received that
+        id, so nothing accepted is lost and no record is ever left queued without a message.
+        A worker that sees the message before the insert lands waits for it.
+
+        With an ``idempotency_key`` the insert and the publish share one transaction, so
+        concurrent starts with the same key queue exactly one message: the others wait on
+        the unique index, publish nothing, and get the original record back.
 
         Returns None when the record was inserted, else the existing record for the key.
         """
@@ -179,14 +212,18 @@ class Ledger:
             cancel_requested=False, attempts=0, priority=priority,
             idempotency_key=idempotency_key,
         )
+        if idempotency_key is None:
+            if publish is not None:
+                publish()
+            with self.ac.connect() as conn:
+                conn.execute(_INSERT, values)
+            return None
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(tasks).values(**values))
+                conn.execute(_INSERT, values)
                 if publish is not None:
                     publish()
         except IntegrityError:
-            if idempotency_key is None:
-                raise
             existing = self.by_idempotency_key(owner, idempotency_key)
             if existing is None:  # the holder vanished between insert and read: retry once
                 return self.create(task_id=task_id, task_type=task_type, task_name=task_name,
@@ -197,7 +234,7 @@ class Ledger:
 
     def by_idempotency_key(self, owner: str, key: str) -> TaskRecord | None:
         """The task ``owner`` started with idempotency ``key``, if any."""
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             row = conn.execute(
                 select(tasks).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
             ).mappings().first()
@@ -206,7 +243,7 @@ class Ledger:
     def heartbeat(self, task_id: str) -> None:
         """Record that the worker running ``task_id`` is alive."""
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
                          .values(heartbeat_at=now))
 
@@ -221,7 +258,7 @@ class Ledger:
         cond = [tasks.c.id == task_id, tasks.c.status.in_(ACTIVE)]
         if owner is not None:
             cond.append(tasks.c.owner == owner)
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             changed = conn.execute(
                 update(tasks).where(and_(*cond)).values(
                     status=REVOKED, cancel_requested=True, completed_at=now, updated_at=now,
@@ -240,7 +277,7 @@ class Ledger:
         the caller must then skip the handler (this is what makes re-delivery safe).
         """
         now = now or utcnow()
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             changed = conn.execute(
                 update(tasks)
                 .where(tasks.c.id == task_id, tasks.c.status.in_((QUEUED, RETRY)),
@@ -257,7 +294,7 @@ class Ledger:
         values: dict[str, Any] = dict(progress=progress, heartbeat_at=now, updated_at=now)
         if message is not None:
             values["message"] = message[:2000]
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             conn.execute(
                 update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
                 .values(**values)
@@ -265,7 +302,7 @@ class Ledger:
 
     def is_cancel_requested(self, task_id: str) -> bool:
         """True once the task was cancelled (or vanished)."""
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             value = conn.execute(
                 select(tasks.c.cancel_requested).where(tasks.c.id == task_id)
             ).scalar_one_or_none()
@@ -281,7 +318,7 @@ class Ledger:
             values.update(completed_at=now, progress=100)
         if result is not None:
             values["result"] = dict(result)
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             changed = conn.execute(
                 update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
                 .values(**values)
@@ -291,13 +328,13 @@ class Ledger:
     def mark_ended(self, task_id: str, now: dt.datetime | None = None) -> None:
         """Record that the handler process let go of the task (whatever its status)."""
         now = now or utcnow()
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             conn.execute(update(tasks).where(tasks.c.id == task_id).values(ended_at=now))
 
     def fail_unstarted(self, task_id: str, error: str, now: dt.datetime | None = None) -> bool:
         """Fail a task that never got to run (e.g. rejected by the worker before start)."""
         now = now or utcnow()
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             changed = conn.execute(
                 update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(ACTIVE))
                 .values(status=FAILURE, error=error, completed_at=now, ended_at=now,
@@ -309,35 +346,39 @@ class Ledger:
 
     def get(self, task_id: str, *, owner: str | None = None) -> TaskRecord | None:
         """The record for ``task_id`` (None when absent or, with ``owner``, not theirs)."""
-        query = select(tasks).where(tasks.c.id == task_id)
-        if owner is not None:
-            query = query.where(tasks.c.owner == owner)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
+        with self.ac.connect() as conn:
+            if owner is None:
+                row = conn.execute(_GET, {"id": task_id}).mappings().first()
+            else:
+                row = conn.execute(_GET_OWNED, {"id": task_id, "owner": owner}).mappings().first()
         return TaskRecord.from_row(row) if row else None
 
     def list_active(self, *, owner: str | None = None, task_type: str | None = None,
-                    limit: int = 1000) -> tuple[list[TaskRecord], int]:
-        """Queued, started and retrying tasks, oldest first, and how many there are in all."""
+                    limit: int = 1000) -> tuple[list[ActiveRow], int]:
+        """Queued, started and retrying tasks, oldest first, and how many there are in all.
+
+        Only the columns a listing shows are read (no params, results or errors).
+        """
         cond = [tasks.c.status.in_(ACTIVE)]
         if owner is not None:
             cond.append(tasks.c.owner == owner)
         if task_type is not None:
             cond.append(tasks.c.task_type == task_type)
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             rows = conn.execute(
-                select(tasks).where(*cond).order_by(tasks.c.queued_at).limit(limit)
-            ).mappings().all()
+                select(*ACTIVE_COLUMNS).where(*cond).order_by(tasks.c.queued_at).limit(limit)
+            ).all()
             total = len(rows)
             if total >= limit:
                 total = conn.execute(
                     select(func.count()).select_from(tasks).where(*cond)
                 ).scalar_one()
-        return [TaskRecord.from_row(r) for r in rows], total
+        return [ActiveRow(r[0], r[1], r[2], r[3], _aware(r[4]), _aware(r[5]), r[6], r[7])
+                for r in rows], total
 
     def count_active(self, owner: str) -> int:
         """How many non-terminal tasks ``owner`` has."""
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             return conn.execute(
                 select(func.count()).select_from(tasks)
                 .where(tasks.c.owner == owner, tasks.c.status.in_(ACTIVE))
@@ -345,7 +386,7 @@ class Ledger:
 
     def active_counts(self) -> list[tuple[str, str, int]]:
         """``(task_type, status, count)`` for every non-terminal combination (for gauges)."""
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             rows = conn.execute(
                 select(tasks.c.task_type, tasks.c.status, func.count())
                 .where(tasks.c.status.in_(ACTIVE)).group_by(tasks.c.task_type, tasks.c.status)
@@ -354,7 +395,7 @@ class Ledger:
 
     def ids(self, statuses: Iterable[str]) -> list[str]:
         """Ids of tasks in ``statuses`` (maintenance and tests)."""
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             return list(conn.execute(
                 select(tasks.c.id).where(tasks.c.status.in_(tuple(statuses)))
             ).scalars())
@@ -364,14 +405,14 @@ class Ledger:
         query = select(purged.c.id).where(purged.c.id == task_id)
         if owner is not None:
             query = query.where(purged.c.owner == owner)
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             return conn.execute(query).first() is not None
 
     # --- maintenance (the reaper) ------------------------------------------------------
 
     def stale_started(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
         """Started tasks whose last heartbeat is older than ``cutoff`` (their worker is gone)."""
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             rows = conn.execute(
                 select(tasks).where(tasks.c.status == STARTED, tasks.c.heartbeat_at < cutoff)
                 .order_by(tasks.c.heartbeat_at).limit(limit)
@@ -386,7 +427,7 @@ class Ledger:
         values: dict[str, Any] = dict(status=status, error=error, updated_at=now, ended_at=now)
         if status in TERMINAL:
             values.update(completed_at=now, progress=100)
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             changed = conn.execute(
                 update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED,
                                     tasks.c.heartbeat_at < cutoff).values(**values)
@@ -395,7 +436,7 @@ class Ledger:
 
     def quiet_retries(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
         """Tasks waiting in "retry" that nothing touched since ``cutoff``."""
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             rows = conn.execute(
                 select(tasks).where(tasks.c.status == RETRY, tasks.c.updated_at < cutoff)
                 .limit(limit)
@@ -404,7 +445,7 @@ class Ledger:
 
     def touch(self, task_id: str) -> None:
         """Bump ``updated_at`` (a re-publish happened)."""
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             conn.execute(update(tasks).where(tasks.c.id == task_id).values(updated_at=utcnow()))
 
     def purge(self, completed_before: dt.datetime, *, limit: int = 5000,
@@ -428,10 +469,10 @@ class Ledger:
 
     def purge_tombstones(self, purged_before: dt.datetime) -> int:
         """Forget purged ids older than the cutoff (they then read as unknown)."""
-        with self.engine.begin() as conn:
+        with self.ac.connect() as conn:
             return conn.execute(delete(purged).where(purged.c.purged_at < purged_before)).rowcount
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
-        with self.engine.connect() as conn:
+        with self.ac.connect() as conn:
             conn.execute(select(1))

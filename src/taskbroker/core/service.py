@@ -85,12 +85,18 @@ class TaskService:
                     self._chain = Chain(self._middleware)
                 chain = self._chain
         def guarded(call: Call) -> Any:
-            try:
-                return handler(call)
-            except DBAPIError:
-                raise BrokerUnavailable(
-                    "ledger database unavailable: try again shortly"
-                ) from None
+            for attempt in (1, 2):
+                try:
+                    return handler(call)
+                except DBAPIError as exc:
+                    # a pooled connection that died (database restart) is dropped by the
+                    # pool: one retry on a fresh connection, then report the outage
+                    if attempt == 1 and exc.connection_invalidated:
+                        continue
+                    raise BrokerUnavailable(
+                        "ledger database unavailable: try again shortly"
+                    ) from None
+            raise AssertionError("unreachable")
 
         return chain.run(Call(operation, principal, args), guarded)
 
@@ -213,14 +219,14 @@ class TaskService:
 
     def _list_active(self, call: Call) -> ActiveTasks:
         task_type = call.task_type.name if call.task_type else None
-        records, total = self.ledger.list_active(owner=call.scope_owner, task_type=task_type)
+        rows, total = self.ledger.list_active(owner=call.scope_owner, task_type=task_type)
         return ActiveTasks(
             total_active=total,
             tasks=[
                 ActiveTask(task_id=r.id, task_name=r.task_name, task_type=r.task_type,
                            status=_ACTIVE_STATUS[r.status], started_at=r.started_at,
                            queued_at=r.queued_at, progress=r.progress, owner=r.owner)
-                for r in records
+                for r in rows
             ],
             queried_at=utcnow(),
         )
