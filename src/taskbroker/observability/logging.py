@@ -140,3 +140,23 @@ def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> N
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _configured = True
+
+
+def route_structlog_to_stdlib() -> None:
+    """When the host application has not configured structlog, send our events to stdlib.
+
+    structlog's own default prints every event (debug included) to stdout; a library must
+    not do that.  This routes them to the ``logging`` module instead, where the
+    application's handlers and levels decide (and a disabled level costs nothing).
+    ``configure_logging`` replaces this with the full pipeline.
+    """
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, structlog.contextvars.merge_contextvars,
+                    structlog.stdlib.render_to_log_kwargs],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+

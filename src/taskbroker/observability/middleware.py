@@ -18,7 +18,7 @@ from taskbroker.core.errors import RateLimited
 from taskbroker.core.middleware import Call, Middleware
 from taskbroker.core.settings import Settings
 from taskbroker.observability import metrics
-from taskbroker.observability.logging import add_secret_keys
+from taskbroker.observability.logging import add_secret_keys, route_structlog_to_stdlib
 from taskbroker.observability.tracing import (
     configure_tracing,
     get_tracer,
@@ -147,6 +147,7 @@ def build_observability_middleware(settings: Settings, ledger: object) -> Observ
     Sets tracing up from OTEL_* (when configured) and exports the ledger's active tasks as
     ``taskbroker_active_tasks`` at scrape time.
     """
+    route_structlog_to_stdlib()
     configure_tracing("taskbroker-server")
     active = metrics.register_active_tasks(ledger) if hasattr(ledger, "active_counts") else None
     return ObservabilityMiddleware(settings, active=active)
