@@ -66,6 +66,14 @@ async def contract_walk(c: Client) -> None:
     assert "ValueError: invalid params for test_count: params.n: Input should be a valid " \
         "integer" in tool_text(r)
     assert "Accepted: n (integer >=1 <=1000, default 5)" in tool_text(r)
+    r = await c.call_tool("start_background_task_tool",
+                          {"task_type": "test_count", "params": '{"n": 2, "step_ms": 0}'})
+    assert not r.is_error, tool_text(r)  # params as a JSON string, as some clients send
+    as_string = await poll_until_done(c, r.structured_content["task_id"])
+    assert as_string["result"] == {"sum": 3, "steps": 2}
+    r = await c.call_tool("start_background_task_tool",
+                          {"task_type": "test_count", "params": "[1, 2]"})
+    assert r.is_error and "params" in tool_text(r) and "Traceback" not in tool_text(r)
     r = await c.call_tool("start_background_task_tool", {"task_type": "nope"})
     assert r.is_error and "unknown task type 'nope'; valid task types:" in tool_text(r)
     assert "test_count" in tool_text(r)
