@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import taskbroker
 from tests.support.procs import base_env, taskbroker_argv
 
 
@@ -37,6 +38,7 @@ def test_data_round_trip_and_plugins(tmp_path: Path) -> None:
     plugins = run(env, "plugins", "--json")
     names = {p["name"]: p for p in json.loads(plugins.stdout)}
     assert "resilience_contingency" in names["resilience"]["task_types"]
+    assert names["resilience"]["version"] == taskbroker.__version__
     assert "metrics_snapshot" in names["metrics"]["task_types"]
     assert names["tests.support.sample_plugin"]["errors"] == []
 

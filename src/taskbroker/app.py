@@ -99,5 +99,7 @@ def build_app(settings: Settings | None = None, *, plugins: Plugins | None = Non
     if middleware is None:
         middleware = default_middleware(settings, plugins, ledger)
     chain = list(middleware)
-    service = TaskService(plugins.registry, ledger, CeleryBroker(celery), chain)
+    versions = {name: info.version for name, info in plugins.info.items()}
+    service = TaskService(plugins.registry, ledger, CeleryBroker(celery), chain,
+                          plugin_versions=versions)
     return App(settings, plugins, ledger, celery, service, metrics=render_metrics)

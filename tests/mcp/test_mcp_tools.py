@@ -44,6 +44,7 @@ async def contract_walk(c: Client) -> None:
     described = {t["name"]: t for t in types.structured_content["result"]}
     assert described["test_count"]["params_schema"]["properties"]["n"]["maximum"] == 1000
     assert described["test_admin_only"]["required_role"] == "admin"
+    assert described["test_count"]["plugin"] == "tests.support.sample_plugin"
 
     started = await c.call_tool("start_background_task_tool",
                                 {"task_type": "test_count", "params": {"n": 4, "step_ms": 10}})

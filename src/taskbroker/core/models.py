@@ -96,6 +96,7 @@ class TaskTypeInfo(BaseModel):
     estimated_duration: str
     queue: str
     plugin: str | None
+    plugin_version: str | None = None
     idempotent: bool
     soft_time_limit: float | None
     time_limit: float | None

@@ -87,6 +87,17 @@ def call_configure(pm: pluggy.PluginManager, info: dict[str, PluginInfo], settin
             log.error("plugin %s: configure failed: %r", name, exc)
 
 
+def _distribution_version(module_name: str) -> str | None:
+    """Version of the installed distribution that provides ``module_name``, if any."""
+    top = module_name.split(".", 1)[0]
+    for dist in md.packages_distributions().get(top, []):
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return None
+
+
 def _parse_allow_list(value: str | None) -> set[str] | None:
     if value is None:
         return None
@@ -144,7 +155,7 @@ def load_plugins(
         add(label, module, source, version)
 
     for module_name in builtins:
-        add_module(module_name, "builtin")
+        add_module(module_name, "builtin", version=_distribution_version(module_name))
     for module_name in modules:
         add_module(module_name, "module", name=module_name)
     for name, obj in objects:

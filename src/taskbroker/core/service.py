@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -55,8 +55,10 @@ class TaskService:
     """
 
     def __init__(self, registry: Registry, ledger: Ledger, broker: Broker,
-                 middleware: Iterable[Middleware] = ()) -> None:
+                 middleware: Iterable[Middleware] = (), *,
+                 plugin_versions: Mapping[str, str | None] | None = None) -> None:
         self.registry = registry
+        self.plugin_versions = dict(plugin_versions or {})
         self.ledger = ledger
         self.broker = broker
         self._middleware = list(middleware)
@@ -236,7 +238,9 @@ class TaskService:
             TaskTypeInfo(
                 name=t.name, description=t.description, params_schema=self.registry.schema(t.name),
                 required_role=t.required_role, estimated_duration=t.estimated_duration,
-                queue=t.queue, plugin=t.plugin, idempotent=t.idempotent,
+                queue=t.queue, plugin=t.plugin,
+                plugin_version=self.plugin_versions.get(t.plugin or ""),
+                idempotent=t.idempotent,
                 soft_time_limit=t.soft_time_limit, time_limit=t.time_limit,
             )
             for t in self.registry.all()
