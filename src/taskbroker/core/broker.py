@@ -58,7 +58,11 @@ class CeleryBroker(Broker):
                 priority=priority,
                 headers=dict(headers or {}),
                 retry=False,
-                ignore_result=False,
+                # The ledger holds results. Without this, Celery's Redis result backend would
+                # make this process subscribe to a result channel for every task it sends and
+                # never read them (an ever-growing subscription set and pubsub buffer), and
+                # the worker would write every state twice.
+                ignore_result=True,
             )
         except (OperationalError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(

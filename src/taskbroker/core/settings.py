@@ -53,7 +53,9 @@ class Settings(BaseSettings):
         default="prefork", description="Celery pool; prefork is needed to terminate a task."
     )
     result_expires: int = Field(
-        default=3600, ge=60, description="Seconds Celery keeps results (the ledger keeps more)."
+        default=3600, ge=60,
+        description="Seconds Celery keeps results of its own tasks; taskbroker's task results "
+        "live in the ledger.",
     )
     cancel_grace_seconds: float = Field(
         default=10.0,
