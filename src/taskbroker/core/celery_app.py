@@ -29,7 +29,8 @@ from taskbroker.core.registry import Registry
 from taskbroker.core.settings import Settings
 from taskbroker.core.tasktype import RetryableError, TaskCancelled, TaskContext, TaskType
 
-__all__ = ["make_celery_app", "mark_pool_child", "register_task_types", "transport_options"]
+__all__ = ["claim", "make_celery_app", "mark_pool_child", "register_task_types",
+           "transport_options"]
 
 log = logging.getLogger("taskbroker.worker")
 
@@ -227,19 +228,31 @@ class Watchdog:
                 return
 
 
-def _await_record(ledger: Ledger, task_id: str, worker: str, patience: float,
-                  wait: float = 5.0) -> bool:
+def claim(ledger: Ledger, task_id: str, worker: str, patience: float,
+          wait: float = 5.0) -> bool:
+    """Move the task to started for this worker; False when it must not run here.
+
+    The service publishes just before it inserts the record (or inside the inserting
+    transaction), so an idle worker can get the message a moment before the record exists:
+    while there is no record, wait for it (up to ``wait`` seconds; after that the start was
+    rolled back and the message is dropped).  A record that exists but is revoked, running
+    elsewhere or finished is never started.
+    """
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        time.sleep(0.005)
+    while True:
         if durable(ledger.mark_started, task_id, worker=worker, patience=patience):
             return True
-        if ledger.get(task_id) is not None:
-            # committed between the two reads: one last attempt decides (it may have been
-            # revoked meanwhile, and then it must not start)
-            return durable(ledger.mark_started, task_id, worker=worker, patience=patience)
-    log.warning("task %s has no ledger record (its start was rolled back); dropped", task_id)
-    return False
+        record = durable(ledger.get, task_id, patience=patience)
+        if record is not None and (record.status not in ("queued", "retry")
+                                   or record.cancel_requested):
+            return False
+        if time.monotonic() > deadline:
+            log.warning("task %s has no ledger record (its start was rolled back); dropped",
+                        task_id)
+            return False
+        if record is None:
+            time.sleep(0.005)
+        # else: the record was inserted between our two reads: try again at once
 
 
 def register_task_types(app: Celery, registry: Registry, ledger: Ledger, *,
@@ -263,12 +276,7 @@ def _register(app: Celery, task_type: TaskType, ledger: Ledger, hostname: str,
         worker = self.request.hostname or hostname
         patience = settings.ledger_retry_seconds
         try:
-            started = durable(ledger.mark_started, task_id, worker=worker, patience=patience)
-            if not started and durable(ledger.get, task_id, patience=patience) is None:
-                # The service publishes just before it inserts the record (or inside the
-                # inserting transaction), so an idle worker can see the message a moment
-                # before the record: wait for it.
-                started = _await_record(ledger, task_id, worker, patience)
+            started = claim(ledger, task_id, worker, patience)
         except (OperationalError, InterfaceError):
             raise Reject("ledger unavailable", requeue=True) from None
         if not started:
