@@ -34,6 +34,8 @@ __all__ = ["claim", "make_celery_app", "mark_pool_child", "register_task_types",
 
 log = logging.getLogger("taskbroker.worker")
 
+FS_TRANSPORT = "taskbroker.core.fs_transport:Transport"
+
 T = TypeVar("T")
 
 
@@ -77,6 +79,8 @@ def make_celery_app(settings: Settings) -> Celery:
     app = Celery("taskbroker", set_as_current=False)
     app.conf.update(
         broker_url=broker_url,
+        # embedded: kombu's filesystem transport, with atomic message writes
+        broker_transport=FS_TRANSPORT if settings.embedded else None,
         result_backend=backend,
         broker_transport_options=transport_options(settings),
         result_backend_transport_options={"retry_policy": {"timeout": settings.broker_timeout}},
