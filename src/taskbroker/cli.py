@@ -252,9 +252,11 @@ def tasks_cancel(task_id: str) -> None:
 
 @tasks.command("list")
 @click.option("--type", "task_type", default=None, help="Only this task type.")
-def tasks_list(task_type: str | None) -> None:
-    """List queued and running tasks."""
-    _print(_service_call("list_active", task_type))
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="At most this many tasks (total_active counts all).")
+def tasks_list(task_type: str | None, limit: int) -> None:
+    """List queued and running tasks, oldest first."""
+    _print(_service_call("list_active", task_type, limit=limit))
 
 
 @tasks.command("types")

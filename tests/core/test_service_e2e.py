@@ -126,6 +126,10 @@ def test_queued_task_cancelled_never_runs_and_list_active(
     parked = dist_app.service.list_active(alice, task_type="test_parked")
     assert {t.task_id for t in parked.tasks} == {a.task_id, b.task_id}
     assert parked.total_active == 2
+    first = dist_app.service.list_active(alice, task_type="test_parked", limit=1)
+    assert [t.task_id for t in first.tasks] == [a.task_id] and first.total_active == 2
+    with pytest.raises(InvalidRequest, match=r"limit: expected an integer 1\.\.1000, got 0"):
+        dist_app.service.list_active(alice, limit=0)
 
     assert dist_app.service.cancel(alice, a.task_id).changed
     # now let a worker consume "parked": b runs, a (revoked) must not

@@ -29,7 +29,11 @@ from taskbroker.core.models import (
 )
 from taskbroker.core.registry import Registry
 
-__all__ = ["TaskService", "record_to_status"]
+__all__ = ["DEFAULT_LIST_LIMIT", "MAX_LIST_LIMIT", "TaskService", "record_to_status"]
+
+#: how many active tasks a listing returns unless asked for more (``total_active`` counts all)
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
 
 _STATUS = {"queued": "pending", "started": "started", "retry": "retry",
            "success": "success", "failure": "failure", "revoked": "revoked"}
@@ -120,10 +124,13 @@ class TaskService:
         """Revoke a queued or running task (seed: cancel_task)."""
         return self._run("cancel", principal, {"task_id": task_id}, self._cancel)
 
-    def list_active(self, principal: Principal | None,
-                    task_type: str | None = None) -> ActiveTasks:
-        """Queued and running tasks visible to the caller (seed: list_active_tasks)."""
-        return self._run("list", principal, {"task_type": task_type}, self._list_active)
+    def list_active(self, principal: Principal | None, task_type: str | None = None, *,
+                    limit: int = DEFAULT_LIST_LIMIT) -> ActiveTasks:
+        """Queued and running tasks visible to the caller, oldest first (seed:
+        list_active_tasks): at most ``limit`` of them (1..1000), and ``total_active``
+        counting all."""
+        return self._run("list", principal, {"task_type": task_type, "limit": limit},
+                         self._list_active)
 
     def list_types(self, principal: Principal | None) -> list[TaskTypeInfo]:
         """Every registered task type with its parameters schema and requirements."""
@@ -221,7 +228,8 @@ class TaskService:
 
     def _list_active(self, call: Call) -> ActiveTasks:
         task_type = call.task_type.name if call.task_type else None
-        rows, total = self.ledger.list_active(owner=call.scope_owner, task_type=task_type)
+        rows, total = self.ledger.list_active(owner=call.scope_owner, task_type=task_type,
+                                              limit=call.args.get("limit", DEFAULT_LIST_LIMIT))
         return ActiveTasks(
             total_active=total,
             tasks=[

@@ -42,6 +42,9 @@ class ValidationMiddleware(Middleware):
             task_type = args.get("task_type")
             if task_type is not None:
                 call.task_type = self.registry.get(task_type)
+            limit = args.get("limit", 100)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+                raise InvalidRequest(f"limit: expected an integer 1..1000, got {limit!r}")
 
     def _check_start(self, call: Call) -> None:
         args = call.args

@@ -138,9 +138,15 @@ def create_server(
     )
     async def list_active_tasks_tool(
         task_type: Annotated[str | None, Field(description="Only tasks of this type.")] = None,
+        limit: Annotated[int, Field(ge=1, le=1000, description=(
+            "At most this many tasks, oldest first; total_active counts all."))] = 100,
     ) -> ActiveTasks:
-        """List queued and running tasks (yours; all of them for admins), oldest first."""
-        return await call("list_active_tasks_tool", service.list_active, task_type)
+        """List queued and running tasks (yours; all of them for admins), oldest first.
+
+        Returns at most ``limit`` tasks (default 100); ``total_active`` counts every one.
+        """
+        return await call("list_active_tasks_tool", service.list_active, task_type,
+                          limit=limit)
 
     @mcp.tool(
         name="list_task_types_tool",
