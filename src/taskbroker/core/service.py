@@ -176,26 +176,29 @@ class TaskService:
                     f"with task_id {task_id}; expected duration {task_type.estimated_duration}.",
         )
 
-    def _visible(self, call: Call) -> TaskRecord:
+    def _lookup(self, call: Call) -> TaskRecord | None:
+        """The caller-visible record of ``call.task_id`` (resolving its task type), or None."""
         assert call.task_id is not None
         record = self.ledger.get(call.task_id, owner=call.scope_owner)
-        if record is None:
-            raise TaskNotFound(call.task_id)
-        if record.task_type in self.registry:
+        if record is not None and record.task_type in self.registry:
             call.task_type = self.registry.get(record.task_type)
         return record
 
-    def _status(self, call: Call) -> TaskStatus:
-        assert call.task_id is not None
-        record = self.ledger.get(call.task_id, owner=call.scope_owner)
+    def _visible(self, call: Call) -> TaskRecord:
+        record = self._lookup(call)
         if record is None:
-            if self.ledger.was_purged(call.task_id, owner=call.scope_owner):
-                return TaskStatus(task_id=call.task_id, status="expired", progress=100,
-                                  error="the task's record was purged by ledger retention")
-            raise TaskNotFound(call.task_id)
-        if record.task_type in self.registry:
-            call.task_type = self.registry.get(record.task_type)
-        return record_to_status(record)
+            raise TaskNotFound(call.task_id or "")
+        return record
+
+    def _status(self, call: Call) -> TaskStatus:
+        record = self._lookup(call)
+        if record is not None:
+            return record_to_status(record)
+        assert call.task_id is not None
+        if self.ledger.was_purged(call.task_id, owner=call.scope_owner):
+            return TaskStatus(task_id=call.task_id, status="expired", progress=100,
+                              error="the task's record was purged by ledger retention")
+        raise TaskNotFound(call.task_id)
 
     def _cancel(self, call: Call) -> CancelReceipt:
         record = self._visible(call)
