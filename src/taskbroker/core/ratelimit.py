@@ -56,10 +56,7 @@ __all__ = [
 log = logging.getLogger("taskbroker.ratelimit")
 
 #: the setting's default, which operations not named in the setting keep
-DEFAULT_RATE_LIMITS = (
-    "start: 30/minute; status: 600/minute; cancel: 60/minute; list: 120/minute; "
-    "list_types: 120/minute"
-)
+DEFAULT_RATE_LIMITS: str = Settings.model_fields["rate_limits"].default
 
 #: prefix of every rate-limit key in Redis
 KEY_PREFIX = "taskbroker:ratelimit"
