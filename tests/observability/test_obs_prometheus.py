@@ -79,21 +79,27 @@ _MODIFIERS = re.compile(r"^\s*(?:bool\b|(?:on|ignoring|group_left|group_right)\s
 _NUMBER = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?\s*$", re.I)
 
 
-def _top_level(expr: str) -> list[int]:
-    """Positions of ``expr`` outside brackets and strings."""
-    depth, quote, out = 0, "", []
+def _scan(expr: str) -> Iterator[tuple[int, str, int]]:
+    """``(position, character, depth after it)`` for every character outside strings."""
+    depth, quote = 0, ""
     for i, ch in enumerate(expr):
         if quote:
             quote = "" if ch == quote and expr[i - 1] != "\\" else quote
-        elif ch in "\"'`":
+            continue
+        if ch in "\"'`":
             quote = ch
-        elif ch in _OPEN:
+            continue
+        if ch in _OPEN:
             depth += 1
         elif ch in _CLOSE:
             depth -= 1
-        elif depth == 0:
-            out.append(i)
-    return out
+        yield i, ch, depth
+
+
+def _top_level(expr: str) -> list[int]:
+    """Positions of ``expr`` outside brackets and strings."""
+    return [i for i, ch, depth in _scan(expr)
+            if depth == 0 and ch not in _OPEN and ch not in _CLOSE]
 
 
 def _unwrap(expr: str) -> str:
@@ -105,19 +111,7 @@ def _unwrap(expr: str) -> str:
 
 
 def _first_close(expr: str) -> int:
-    depth, quote = 0, ""
-    for i, ch in enumerate(expr):
-        if quote:
-            quote = "" if ch == quote and expr[i - 1] != "\\" else quote
-        elif ch in "\"'`":
-            quote = ch
-        elif ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth -= 1
-            if depth == 0:
-                return i
-    return -1
+    return next((i for i, ch, depth in _scan(expr) if ch in _CLOSE and depth == 0), -1)
 
 
 def signals(expr: str) -> list[str]:
