@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:  # tests.support and bench.* are imported from the
     sys.path.insert(0, str(ROOT))
 
 from taskbroker.app import App, build_app  # noqa: E402
-from taskbroker.core.auth import Principal  # noqa: E402
+from taskbroker.core.pipeline.principal import Principal  # noqa: E402
 from taskbroker.core.settings import Settings  # noqa: E402
 from tests.support.procs import (  # noqa: E402
     Postgres,
@@ -227,7 +227,7 @@ def bench_environment() -> Iterator[BenchEnv]:
         yield BenchEnv(redis, postgres, env, settings, app)
     finally:
         with contextlib.suppress(Exception):
-            from taskbroker.core.database import dispose_engines
+            from taskbroker.adapters.sql.engine import dispose_engines
 
             dispose_engines()
         if postgres is not None:

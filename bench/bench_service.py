@@ -40,8 +40,8 @@ from bench_common import (
 from celery.result import AsyncResult
 from sqlalchemy import insert
 
-from taskbroker.core.ledger import tasks as tasks_table
-from taskbroker.core.ledger import utcnow
+from taskbroker.adapters.sql.tables import tasks as tasks_table
+from taskbroker.core.ports import utcnow
 
 __all__ = ["Sizes", "bench_latency", "bench_list", "bench_start_status", "run"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from taskbroker.app import App, build_app, load_app_plugins
-from taskbroker.core.auth import Principal
+from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.settings import Settings
 from tests.support.procs import (
     Postgres,
@@ -24,6 +24,17 @@ from tests.support.procs import (
 )
 
 LOG_DIR = Path(tempfile.gettempdir()) / "taskbroker-test-logs"
+
+
+@pytest.fixture(autouse=True)
+def _schedule_data_follows_the_environment() -> Iterator[None]:
+    """Building an app points the schedule data at its settings' database (the data plugin's
+    configure hook); each test starts from the environment's again."""
+    from taskbroker.plugins.data import configure_database
+
+    configure_database(None)
+    yield
+    configure_database(None)
 
 
 @pytest.fixture(scope="session")

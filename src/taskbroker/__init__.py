@@ -9,8 +9,8 @@ The public API for plugin authors::
         register(TaskType(name="hello", description="Says hello.", run=run))
 """
 
-from taskbroker.core.hookspecs import hookimpl
-from taskbroker.core.tasktype import (
+from taskbroker.core.contract.hookspecs import hookimpl
+from taskbroker.core.contract.tasktype import (
     NoParams,
     RetryableError,
     TaskCancelled,

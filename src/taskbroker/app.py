@@ -1,37 +1,58 @@
 """Assembly: settings + plugins + ledger + broker + middleware = a ready :class:`TaskService`.
 
-This is the one place that names the built-in plugins and the default middleware order.
+This is the one place that names the built-in plugins, the ledger backends and the default
+middleware order.  A new ledger backend is a module with a ``from_url(url)`` constructor plus
+one line in :data:`LEDGER_BACKENDS`.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from celery import Celery
 
-from taskbroker.core.auth import Principal
-from taskbroker.core.authorization import AuthorizationMiddleware
-from taskbroker.core.broker import CeleryBroker
-from taskbroker.core.celery_app import make_celery_app
-from taskbroker.core.database import engine_for
-from taskbroker.core.identity import IdentityMiddleware
-from taskbroker.core.ledger import Ledger
-from taskbroker.core.middleware import Middleware
-from taskbroker.core.plugins import Plugins, call_configure, load_plugins
-from taskbroker.core.ratelimit import build_rate_limit_middleware
+from taskbroker.core.contract.plugins import Plugins, call_configure, load_plugins
+from taskbroker.core.pipeline.chain import Middleware
+from taskbroker.core.pipeline.middleware.authorization import AuthorizationMiddleware
+from taskbroker.core.pipeline.middleware.identity import IdentityMiddleware
+from taskbroker.core.pipeline.middleware.ratelimit import build_rate_limit_middleware
+from taskbroker.core.pipeline.middleware.validation import ValidationMiddleware
+from taskbroker.core.pipeline.principal import Principal
+from taskbroker.core.pipeline.service import TaskService
+from taskbroker.core.ports import Broker, Ledger
 from taskbroker.core.reaper import Reaper
-from taskbroker.core.service import TaskService
 from taskbroker.core.settings import Settings, get_settings
-from taskbroker.core.validation import ValidationMiddleware
 from taskbroker.observability.metrics import render_metrics
 from taskbroker.observability.middleware import build_observability_middleware
 
-__all__ = ["DEFAULT_PLUGINS", "App", "build_app", "build_reaper", "default_middleware",
-           "load_app_plugins", "local_principal"]
+__all__ = ["DEFAULT_PLUGINS", "LEDGER_BACKENDS", "App", "build_app", "build_reaper",
+           "default_middleware", "ledger_for", "load_app_plugins", "local_principal"]
 
 #: the built-in plugins, registered through the same hooks as third-party packages
-DEFAULT_PLUGINS = ("taskbroker.plugins.resilience", "taskbroker.plugins.metrics")
+DEFAULT_PLUGINS = ("taskbroker.plugins.data", "taskbroker.plugins.resilience",
+                   "taskbroker.plugins.metrics")
+
+#: ledger backends by URL scheme ("postgresql+psycopg://..." -> "postgresql"):
+#: "module:Class", whose ``from_url(url)`` builds the ledger
+LEDGER_BACKENDS: dict[str, str] = {
+    "sqlite": "taskbroker.adapters.sql:SqlLedger",
+    "postgresql": "taskbroker.adapters.sql:SqlLedger",
+    "memory": "taskbroker.adapters.memory:MemoryLedger",
+}
+
+
+def ledger_for(url: str) -> Ledger:
+    """The ledger for ``url``, by its scheme (see :data:`LEDGER_BACKENDS`)."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    target = LEDGER_BACKENDS.get(scheme)
+    if target is None:
+        raise ValueError(f"TASKBROKER_DATABASE_URL: no ledger backend for scheme {scheme!r}; "
+                         f"known: {', '.join(sorted(LEDGER_BACKENDS))}")
+    module, _, name = target.partition(":")
+    ledger: Ledger = getattr(importlib.import_module(module), name).from_url(url)
+    return ledger
 
 
 def load_app_plugins(settings: Settings) -> Plugins:
@@ -71,12 +92,16 @@ def local_principal(settings: Settings) -> Principal:
 
 @dataclass
 class App:
-    """Everything a process needs to serve or run tasks."""
+    """Everything a process needs to serve or run tasks.
+
+    ``celery`` is None when the broker is not Celery (the in-process stub broker).
+    """
 
     settings: Settings
     plugins: Plugins
     ledger: Ledger
-    celery: Celery
+    broker: Broker
+    celery: Celery | None
     service: TaskService
     metrics: Callable[[], tuple[bytes, str]] | None = None
 
@@ -84,22 +109,32 @@ class App:
 def build_reaper(app: App) -> Reaper:
     """The ledger reaper configured by ``app.settings`` (not started)."""
     s = app.settings
-    return Reaper(app.ledger, app.service.broker, app.plugins.registry,
+    return Reaper(app.ledger, app.broker, app.plugins.registry,
                   stale_after=s.stale_after, interval=s.reaper_interval,
                   retention_days=s.ledger_retention_days, tombstone_days=s.tombstone_days)
 
 
 def build_app(settings: Settings | None = None, *, plugins: Plugins | None = None,
-              middleware: Sequence[Middleware] | None = None) -> App:
-    """Build the service for ``settings`` (default: from the environment)."""
+              middleware: Sequence[Middleware] | None = None, ledger: Ledger | None = None,
+              broker: Broker | None = None) -> App:
+    """Build the service for ``settings`` (default: from the environment).
+
+    ``ledger`` and ``broker`` replace the ones the settings name (e.g. the in-memory pair of
+    :mod:`taskbroker.adapters.memory`); with a broker given, no Celery app is made.
+    """
     settings = settings or get_settings()
     plugins = plugins or load_app_plugins(settings)
-    ledger = Ledger(engine_for(settings.ledger_url))
-    celery = make_celery_app(settings)
+    ledger = ledger if ledger is not None else ledger_for(settings.ledger_url)
+    celery: Celery | None = None
+    if broker is None:
+        from taskbroker.adapters.celery.app import make_celery_app
+        from taskbroker.adapters.celery.broker import CeleryBroker
+
+        celery = make_celery_app(settings)
+        broker = CeleryBroker(celery)
     if middleware is None:
         middleware = default_middleware(settings, plugins, ledger)
-    chain = list(middleware)
     versions = {name: info.version for name, info in plugins.info.items()}
-    service = TaskService(plugins.registry, ledger, CeleryBroker(celery), chain,
+    service = TaskService(plugins.registry, ledger, broker, list(middleware),
                           plugin_versions=versions)
-    return App(settings, plugins, ledger, celery, service, metrics=render_metrics)
+    return App(settings, plugins, ledger, broker, celery, service, metrics=render_metrics)

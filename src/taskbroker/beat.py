@@ -2,10 +2,10 @@
 Celery beat.
 
 Each entry names a task type.  When it is due, beat starts it through
-:meth:`TaskService.start <taskbroker.core.service.TaskService.start>` in its own process, as the
-system principal ``Principal(settings.beat_user, {"admin"})``: a periodic run gets a ledger
-record, passes the middleware (validation, rate limits, tracing) and is polled, listed and
-cancelled like any other task.  No extra hop through a worker is needed.
+:meth:`TaskService.start <taskbroker.core.pipeline.service.TaskService.start>` in its own
+process, as the system principal ``Principal(settings.beat_user, {"admin"})``: a periodic
+run gets a ledger record, passes the middleware (validation, rate limits, tracing) and is
+polled, listed and cancelled like any other task.  No extra hop through a worker is needed.
 
 ``TASKBROKER_SCHEDULES`` (JSON) overrides entries by name::
 
@@ -27,17 +27,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
 from celery.beat import PersistentScheduler, ScheduleEntry, Service
 from celery.schedules import BaseSchedule, crontab, schedule
 
-from taskbroker.core.auth import ADMIN_ROLE, Principal
-from taskbroker.core.errors import TaskbrokerError
+from taskbroker.core.pipeline.errors import TaskbrokerError
+from taskbroker.core.pipeline.principal import ADMIN_ROLE, Principal
 from taskbroker.core.settings import Settings
 
 if TYPE_CHECKING:
     from taskbroker.app import App
-    from taskbroker.core.plugins import Plugins
+    from taskbroker.core.contract.plugins import Plugins
 
 __all__ = [
     "BeatEntry",
@@ -49,7 +48,6 @@ __all__ = [
     "collect_entries",
     "parse_overrides",
     "parse_schedule",
-    "register_beat_task",
     "run_beat",
 ]
 
@@ -286,14 +284,6 @@ class TaskbrokerScheduler(PersistentScheduler):
             self._tasks_since_sync += 1
             if self.should_sync():
                 self._do_sync()
-
-
-def register_beat_task(app: Celery, settings: Settings) -> None:
-    """Worker-side hook for beat (nothing to register).
-
-    Beat starts periodic runs through the service in its own process, so they reach workers as
-    ordinary task messages; workers need no beat-specific task.
-    """
 
 
 def run_beat(settings: Settings, *, schedule_file: Path | None = None,

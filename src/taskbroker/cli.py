@@ -5,7 +5,10 @@
     taskbroker plugins                          installed plugins and their task types
     taskbroker tasks start|status|cancel|list|types
     taskbroker token create                     add a static bearer token
-    taskbroker data generate|load|export        the schedule data the built-in plugins use
+    taskbroker data generate|load|export|runs   schedule data (the built-in data plugin)
+
+Plugins add commands through ``taskbroker_register_commands``; they are loaded the first time
+a command that is not built in is looked up, so built-in commands never pay for it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any
 import click
 from pydantic import BaseModel
 
-from taskbroker.core.errors import TaskbrokerError
+from taskbroker.core.pipeline.errors import TaskbrokerError
+from taskbroker.core.pipeline.models import DEFAULT_LIST_LIMIT, FINAL_STATUSES, MAX_LIST_LIMIT
 from taskbroker.core.settings import get_settings
 
 __all__ = ["main"]
@@ -45,7 +49,34 @@ def _service_call(fn_name: str, *args: Any, **kwargs: Any) -> Any:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
 
-@click.group()
+class PluginCommands(click.Group):
+    """The ``taskbroker`` group: its own commands, plus the ones plugins register (lazily)."""
+
+    _plugins_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from taskbroker.app import load_app_plugins
+
+        load_app_plugins(get_settings()).register_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command, the plugins' included."""
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else one a plugin registers."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+
+@click.group(cls=PluginCommands)
 @click.version_option(package_name="taskbroker")
 def main() -> None:
     """taskbroker: long-running background tasks for MCP clients."""
@@ -156,6 +187,7 @@ def plugins(as_json: bool) -> None:
     from taskbroker.app import load_app_plugins
 
     loaded = load_app_plugins(get_settings())
+    loaded.register_commands(click.Group("taskbroker"))  # so broken command hooks show too
     rows = [
         {"name": i.name, "version": i.version, "source": i.source, "hooks": i.hooks,
          "task_types": i.task_types, "errors": i.errors}
@@ -231,7 +263,7 @@ def _follow(task_id: str) -> Any:
             status = app.service.status(who, task_id)
             bar.update(handle, completed=status.progress,
                        description=f"{status.status}: {status.message or ''}"[:60])
-            if status.status in ("success", "failure", "revoked", "expired"):
+            if status.status in FINAL_STATUSES:
                 return status
             time.sleep(0.5)
 
@@ -252,7 +284,8 @@ def tasks_cancel(task_id: str) -> None:
 
 @tasks.command("list")
 @click.option("--type", "task_type", default=None, help="Only this task type.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+@click.option("--limit", type=click.IntRange(1, MAX_LIST_LIMIT), default=DEFAULT_LIST_LIMIT,
+              show_default=True,
               help="At most this many tasks (total_active counts all).")
 def tasks_list(task_type: str | None, limit: int) -> None:
     """List queued and running tasks, oldest first."""
@@ -286,82 +319,3 @@ def token_create(user: str, roles: str, path: Path | None) -> None:
     if target is None:
         raise click.ClickException("give --file or set TASKBROKER_TOKEN_FILE")
     click.echo(add_token(target, user, [r.strip() for r in roles.split(",") if r.strip()]))
-
-
-# --- schedule data -----------------------------------------------------------------------
-
-
-@main.group()
-def data() -> None:
-    """The residency-program data the built-in plugins analyse."""
-
-
-@data.command("generate")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--faculty", type=int, default=40, show_default=True)
-@click.option("--residents", type=int, default=60, show_default=True)
-@click.option("--days", type=int, default=90, show_default=True)
-@click.option("--services", type=int, default=6, show_default=True)
-@click.option("--absence-rate", type=float, default=0.05, show_default=True)
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Write JSON here instead of loading it into the database.")
-@click.option("--if-empty", is_flag=True, help="Only load when the database has no program.")
-def data_generate(seed: int, faculty: int, residents: int, days: int, services: int,
-                  absence_rate: float, output: Path | None, if_empty: bool) -> None:
-    """Generate a realistic synthetic program (and load it, unless --output)."""
-    from taskbroker.schedule.generator import generate_program
-    from taskbroker.schedule.io import program_to_json
-    from taskbroker.schedule.store import ScheduleStore
-
-    store = None if output else ScheduleStore.from_settings()
-    if store is not None and if_empty and not store.is_empty():
-        click.echo("schedule data already loaded; nothing generated", err=True)
-        return
-    program = generate_program(seed=seed, faculty=faculty, residents=residents, days=days,
-                               services=services, absence_rate=absence_rate)
-    if output:
-        output.write_text(json.dumps(program_to_json(program), indent=1))
-        click.echo(f"wrote {output}", err=True)
-        return
-    assert store is not None
-    store.save_program(program)
-    click.echo(f"loaded program {program.program.name!r}: {len(program.people)} people, "
-               f"{len(program.runs)} runs", err=True)
-
-
-@data.command("load")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-def data_load(path: Path) -> None:
-    """Load a program JSON file (replaces the schedule data)."""
-    from taskbroker.schedule.io import program_from_json
-    from taskbroker.schedule.store import ScheduleStore
-
-    try:
-        program = program_from_json(json.loads(path.read_text()))
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise click.ClickException(f"{path}: {exc}") from None
-    ScheduleStore.from_settings().save_program(program)
-    click.echo(f"loaded {path}", err=True)
-
-
-@data.command("export")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None)
-def data_export(output: Path | None) -> None:
-    """Write the stored program as JSON (stdout by default)."""
-    from taskbroker.schedule.io import program_to_json
-    from taskbroker.schedule.store import ScheduleStore
-
-    text = json.dumps(program_to_json(ScheduleStore.from_settings().load_program()), indent=1)
-    if output:
-        output.write_text(text)
-    else:
-        click.echo(text)
-
-
-@data.command("snapshots")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-def data_snapshots(limit: int) -> None:
-    """List stored metrics snapshots, newest first (taken by metrics_snapshot)."""
-    from taskbroker.plugins.metrics.snapshots import list_snapshots
-
-    _print(list_snapshots(limit))

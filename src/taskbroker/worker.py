@@ -1,39 +1,50 @@
 """The Celery worker application: ``celery -A taskbroker.worker worker`` or ``taskbroker worker``.
 
 Importing this module loads the plugins and registers one Celery task per task type, each
-consuming its type's queue.
+consuming its type's queue and running the core :class:`~taskbroker.core.runtime.Runtime`.
 """
 
 from __future__ import annotations
 
+import os
+
 from celery import signals
 from kombu import Queue
 
-from taskbroker.app import load_app_plugins
-from taskbroker.beat import register_beat_task
-from taskbroker.core import celery_app as _celery_app
-from taskbroker.core.database import dispose_engines, engine_for
-from taskbroker.core.ledger import Ledger
+from taskbroker.adapters.celery.app import make_celery_app
+from taskbroker.adapters.celery.tasks import make_runtime, register_task_types
+from taskbroker.app import ledger_for, load_app_plugins
 from taskbroker.core.settings import get_settings
 from taskbroker.observability.worker import install_worker_observability
 
-__all__ = ["app", "ledger", "plugins", "queues"]
+__all__ = ["app", "ledger", "plugins", "queues", "runtime"]
 
 settings = get_settings()
-app = _celery_app.make_celery_app(settings)
+app = make_celery_app(settings)
 plugins = load_app_plugins(settings)
-ledger = Ledger(engine_for(settings.ledger_url))
-_celery_app.register_task_types(app, plugins.registry, ledger, settings=settings)
+ledger = ledger_for(settings.ledger_url)
+runtime = make_runtime(ledger, settings)
+register_task_types(app, plugins.registry, runtime)
 
 #: every queue some registered task type uses (the worker consumes all unless told otherwise)
 queues = sorted({t.queue for t in plugins.registry.all()} | {settings.default_queue})
 app.conf.task_queues = [Queue(q, routing_key=q) for q in queues]
-register_beat_task(app, settings)
 install_worker_observability(app, settings)
+
+
+_main_pid: int | None = None
+
+
+@signals.worker_init.connect
+def _main_init(**_: object) -> None:
+    """In the worker's main process, before the pool starts: remember which process it is."""
+    global _main_pid
+    _main_pid = os.getpid()
 
 
 @signals.worker_process_init.connect
 def _child_init(**_: object) -> None:
-    """In each prefork child: fresh database pools, and mark the process as a pool child."""
-    dispose_engines()
-    _celery_app.mark_pool_child()
+    """In each prefork child (the pool replaces a child that kills itself), a handler that
+    ignores a cancel may be terminated; never in the solo pool's one process, which sends
+    this signal too.  (Database pools were emptied at fork.)"""
+    runtime.may_terminate = _main_pid is not None and os.getpid() != _main_pid

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taskbroker.core.celery_app import claim
+from taskbroker.core.runtime import Runtime
 
 
 @dataclass
@@ -32,22 +32,22 @@ class ScriptedLedger:
 def test_record_inserted_between_the_two_reads_is_started() -> None:
     # the first start finds no row; the insert lands; get sees a startable record
     ledger = ScriptedLedger(starts=[False, True], gets=[Rec()])
-    assert claim(ledger, "t", "w", patience=1) is True  # type: ignore[arg-type]
+    assert Runtime(ledger, patience=1).claim("t", "w") is True  # type: ignore[arg-type]
     assert ledger.start_calls == 2
 
 
 def test_message_before_record_waits_for_it() -> None:
     ledger = ScriptedLedger(starts=[False, False, True], gets=[None, None])
-    assert claim(ledger, "t", "w", patience=1) is True  # type: ignore[arg-type]
+    assert Runtime(ledger, patience=1).claim("t", "w") is True  # type: ignore[arg-type]
 
 
 def test_revoked_or_finished_record_is_not_started() -> None:
     for rec in (Rec("revoked", True), Rec("started"), Rec("success"), Rec("queued", True)):
         ledger = ScriptedLedger(starts=[False], gets=[rec])
-        assert claim(ledger, "t", "w", patience=1) is False  # type: ignore[arg-type]
+        assert Runtime(ledger, patience=1).claim("t", "w") is False  # type: ignore[arg-type]
         assert ledger.start_calls == 1
 
 
 def test_no_record_ever_is_dropped_after_the_wait() -> None:
     ledger = ScriptedLedger(starts=[False] * 1000, gets=[None] * 1000)
-    assert claim(ledger, "t", "w", patience=1, wait=0.05) is False  # type: ignore[arg-type]
+    assert Runtime(ledger, patience=1, claim_wait=0.05).claim("t", "w") is False  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kombu import Connection
 
-from taskbroker.core.fs_transport import Transport
+from taskbroker.adapters.celery.fs_transport import Transport
 
 
 def test_concurrent_publish_and_consume_lose_nothing(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from taskbroker.core.database import engine_for
-from taskbroker.core.ledger import Ledger
+from taskbroker.adapters.sql.engine import engine_for
+from taskbroker.adapters.sql.ledger import SqlLedger as Ledger
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

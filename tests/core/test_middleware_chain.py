@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskbroker.core.middleware import Call, Chain, Middleware
+from taskbroker.core.pipeline.chain import Call, Chain, Middleware
 
 
 class Recorder(Middleware):
@@ -55,7 +55,7 @@ def test_only_swallowing_middleware_may_fail_silently() -> None:
 
 
 def test_service_refuses_middleware_after_start(dist_app) -> None:
-    from taskbroker.core.service import TaskService
+    from taskbroker.core.pipeline.service import TaskService
 
     svc = TaskService(dist_app.service.registry, dist_app.ledger, dist_app.service.broker, [])
     svc.add_middleware(Middleware())

@@ -9,9 +9,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskbroker import TaskType, hookimpl
-from taskbroker.core.errors import InvalidRequest
-from taskbroker.core.plugins import load_plugins
-from taskbroker.core.registry import Registry
+from taskbroker.core.contract.plugins import load_plugins
+from taskbroker.core.contract.registry import Registry
+from taskbroker.core.pipeline.errors import InvalidRequest
 
 
 class P(BaseModel):

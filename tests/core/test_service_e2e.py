@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from taskbroker.app import App
-from taskbroker.core.auth import Principal
-from taskbroker.core.errors import InvalidRequest, TaskNotFound
+from taskbroker.core.pipeline.errors import InvalidRequest, TaskNotFound
+from taskbroker.core.pipeline.principal import Principal
 from tests.conftest import start_worker
 from tests.support.procs import wait_for
 

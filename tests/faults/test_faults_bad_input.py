@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from mcp import Client
 
 from taskbroker.app import App, load_app_plugins
-from taskbroker.core.auth import Principal
-from taskbroker.core.errors import InvalidRequest
+from taskbroker.core.pipeline.errors import InvalidRequest
+from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.settings import Settings
 from taskbroker.mcp.server import create_server
 from tests.support.mcp_client import tool_text

@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from taskbroker.app import App
-from taskbroker.core.auth import Principal
-from taskbroker.core.errors import TaskNotFound
-from taskbroker.core.ledger import utcnow
+from taskbroker.core.pipeline.errors import TaskNotFound
+from taskbroker.core.pipeline.principal import Principal
+from taskbroker.core.ports import utcnow
 from taskbroker.core.reaper import Reaper
 from tests.support.procs import Redis, wait_for
 
@@ -64,7 +64,7 @@ def test_twenty_racers_one_idempotency_key(dist_app: App) -> None:
     assert len(ids) == 20 and len(set(ids)) == 1
     from sqlalchemy import func, select
 
-    from taskbroker.core.ledger import tasks
+    from taskbroker.adapters.sql.tables import tasks
 
     with dist_app.ledger.engine.connect() as conn:
         n = conn.execute(select(func.count()).select_from(tasks)

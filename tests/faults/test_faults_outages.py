@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from taskbroker.app import build_app, load_app_plugins
-from taskbroker.core.auth import Principal
-from taskbroker.core.errors import BrokerUnavailable
+from taskbroker.core.pipeline.errors import BrokerUnavailable
+from taskbroker.core.pipeline.principal import Principal
 from tests.conftest import settings_from_env, start_worker
 from tests.support.procs import Postgres, Redis, start_redis, wait_for
 from tests.support.tcpproxy import TcpProxy

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from taskbroker.app import App
-from taskbroker.core.auth import Principal
+from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.reaper import Reaper
 from tests.conftest import start_worker
 from tests.support.procs import Proc, wait_for

@@ -12,14 +12,14 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskbroker.app import App, build_app, default_middleware, load_app_plugins
-from taskbroker.core.auth import Principal
-from taskbroker.core.errors import (
+from taskbroker.core.pipeline.chain import Call, Middleware
+from taskbroker.core.pipeline.errors import (
     InvalidRequest,
     RateLimited,
     TaskNotFound,
     Unauthenticated,
 )
-from taskbroker.core.middleware import Call, Middleware
+from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.settings import Settings
 from taskbroker.observability import metrics
 from tests.support.procs import Proc, wait_for
@@ -161,7 +161,7 @@ def test_metric_values_after_a_scripted_sequence(metered_app: App, obs_worker: P
 
 def test_task_type_labels_stay_bounded() -> None:
     """Names nobody registered collapse into one label value."""
-    from taskbroker.core.middleware import Call
+    from taskbroker.core.pipeline.chain import Call
     from taskbroker.observability.middleware import task_type_label
 
     assert task_type_label(Call("start", None, {"task_type": "x" * 500})) == "unknown"

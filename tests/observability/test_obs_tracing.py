@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from taskbroker.app import App, build_app, default_middleware, load_app_plugins
-from taskbroker.core.auth import Principal
+from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.settings import Settings
 from taskbroker.observability.middleware import ObservabilityMiddleware
 from tests.support.procs import Proc, wait_for

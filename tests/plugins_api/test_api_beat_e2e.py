@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from taskbroker.adapters.sql.ledger import _record
+from taskbroker.adapters.sql.tables import tasks
 from taskbroker.app import App
-from taskbroker.core.auth import Principal
-from taskbroker.core.ledger import TaskRecord, tasks
+from taskbroker.core.pipeline.principal import Principal
+from taskbroker.core.ports import TaskRecord
 from tests.conftest import LOG_DIR
 from tests.support.procs import Proc, start_process, taskbroker_argv, wait_for
 
@@ -34,7 +36,7 @@ def records_of(app: App, owner: str) -> list[TaskRecord]:
     """Every ledger record owned by ``owner``, oldest first."""
     query = select(tasks).where(tasks.c.owner == owner).order_by(tasks.c.queued_at)
     with app.ledger.engine.connect() as conn:
-        return [TaskRecord.from_row(r) for r in conn.execute(query).mappings()]
+        return [_record(r) for r in conn.execute(query).mappings()]
 
 
 def test_beat_entry_creates_a_ledger_record_and_the_task_runs(

@@ -21,7 +21,7 @@ from taskbroker.beat import (
     parse_overrides,
     parse_schedule,
 )
-from taskbroker.core.plugins import Plugins, load_plugins
+from taskbroker.core.contract.plugins import Plugins, load_plugins
 from taskbroker.core.settings import Settings
 
 SEED = {

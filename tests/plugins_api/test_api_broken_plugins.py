@@ -18,7 +18,7 @@ import pytest
 from mcp import Client
 from plugins_api_support import plugins_json, run_cli, tool, with_mcp
 
-from taskbroker.core.plugins import load_plugins
+from taskbroker.core.contract.plugins import load_plugins
 from taskbroker.testing.fixtures import EmbeddedTaskbroker, embedded_taskbroker
 
 GOOD = """

@@ -10,7 +10,7 @@ import pytest
 
 from taskbroker import TaskType, hookimpl
 from taskbroker.app import load_app_plugins
-from taskbroker.core.plugins import call_configure, load_plugins
+from taskbroker.core.contract.plugins import call_configure, load_plugins
 from taskbroker.core.settings import Settings
 
 CONFIGURED = """

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from taskbroker.core import hookspecs
-from taskbroker.core.plugins import load_plugins
+from taskbroker.core.contract import hookspecs
+from taskbroker.core.contract.plugins import load_plugins
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "plugins.md"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from taskbroker.core.database import dispose_engines, engine_for
+from taskbroker.adapters.sql.engine import dispose_engines, engine_for
 from taskbroker.schedule.store import ScheduleStore
 from taskbroker.schedule.tables import metadata
 

@@ -89,22 +89,27 @@ def test_fallbacks_one_per_scenario(store: ScheduleStore) -> None:
     assert next(f for f in full if f["scenario"] == "a")["assignments"] == [["f", "y"]]
 
 
-def test_from_settings_caches_one_store_per_url(monkeypatch, tmp_path) -> None:
+def test_the_data_plugin_keeps_one_store_per_configured_url(monkeypatch, tmp_path) -> None:
+    from taskbroker.plugins.data import configure_database, schedule_store
+
     monkeypatch.setenv("TASKBROKER_DATABASE_URL", f"sqlite:///{tmp_path / 'a.db'}")
     get_settings.cache_clear()
     try:
-        one = ScheduleStore.from_settings()
-        assert ScheduleStore.from_settings() is one
-        assert ScheduleStore.from_settings(get_settings()) is one
-        monkeypatch.setenv("TASKBROKER_DATABASE_URL", f"sqlite:///{tmp_path / 'b.db'}")
-        get_settings.cache_clear()
-        assert ScheduleStore.from_settings() is not one
+        one = schedule_store()
+        assert schedule_store() is one
+        assert str(one.engine.url).endswith("a.db")
+        configure_database(f"sqlite:///{tmp_path / 'b.db'}")
+        two = schedule_store()
+        assert two is not one and str(two.engine.url).endswith("b.db")
+        configure_database(None)
+        assert schedule_store() is one
     finally:
+        configure_database(None)
         get_settings.cache_clear()
 
 
 def test_bulk_load_of_a_year(tmp_path) -> None:
-    from taskbroker.core.database import engine_for
+    from taskbroker.adapters.sql.engine import engine_for
 
     store = ScheduleStore(engine_for(f"sqlite:///{tmp_path / 'big.db'}"))
     p = generate_program(seed=0, faculty=40, residents=60, days=365, start=START)

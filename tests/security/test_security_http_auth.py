@@ -120,11 +120,11 @@ def _revoke(postgres: Postgres, task_ids: list[str]) -> None:
     """Mark the tasks this module queued revoked (no worker will ever run them)."""
     from sqlalchemy import create_engine
 
-    from taskbroker.core.ledger import Ledger
+    from taskbroker.adapters.sql import SqlLedger
 
     engine = create_engine(postgres.url)
     try:
-        ledger = Ledger(engine, create=False)
+        ledger = SqlLedger(engine, create=False)
         for task_id in task_ids:
             ledger.cancel(task_id)
     finally:
@@ -286,7 +286,7 @@ def test_crisis_activation_needs_admin_and_binds_the_approver(
 ) -> None:
     from sqlalchemy import create_engine
 
-    from taskbroker.core.ledger import Ledger
+    from taskbroker.adapters.sql import SqlLedger
 
     crisis = "resilience_crisis_activation"
     params = {"severity": "minor", "reason": "security test"}
@@ -301,7 +301,7 @@ def test_crisis_activation_needs_admin_and_binds_the_approver(
     same = start(server, root, crisis, {**params, "approved_by": "sec-root"})
     engine = create_engine(postgres.url)
     try:
-        ledger = Ledger(engine, create=False)
+        ledger = SqlLedger(engine, create=False)
         for tid in (task_id, same):
             record = ledger.get(tid)
             assert record is not None and record.owner == "sec-root"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from taskbroker.app import App, default_middleware
-from taskbroker.core.auth import Principal
-from taskbroker.core.errors import RateLimited
-from taskbroker.core.service import TaskService
+from taskbroker.core.pipeline.errors import RateLimited
+from taskbroker.core.pipeline.principal import Principal
+from taskbroker.core.pipeline.service import TaskService
 from tests.support.procs import base_env
 
 CLIENTS = 50
@@ -109,10 +109,10 @@ def test_concurrent_starts_queue_exactly_n(dist_app: App, started: list[str],
 
 _PROCESS_SCRIPT = """
 import pathlib, sys, time
-from taskbroker.core.auth import Principal
-from taskbroker.core.errors import RateLimited
-from taskbroker.core.middleware import Call
-from taskbroker.core.ratelimit import build_rate_limit_middleware
+from taskbroker.core.pipeline.principal import Principal
+from taskbroker.core.pipeline.errors import RateLimited
+from taskbroker.core.pipeline.chain import Call
+from taskbroker.core.pipeline.middleware.ratelimit import build_rate_limit_middleware
 from taskbroker.core.settings import Settings
 
 redis_url, user, go, calls = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]), int(sys.argv[4])

@@ -7,16 +7,16 @@ import pytest
 from limits import RateLimitItemPerHour, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 
-from taskbroker.core.auth import Principal
-from taskbroker.core.errors import BrokerUnavailable, RateLimited, Unauthenticated
-from taskbroker.core.middleware import Call
-from taskbroker.core.ratelimit import (
+from taskbroker.core.pipeline.chain import Call
+from taskbroker.core.pipeline.errors import BrokerUnavailable, RateLimited, Unauthenticated
+from taskbroker.core.pipeline.middleware.ratelimit import (
     ACTIVE_CAP_RETRY_AFTER,
     RateLimitConfigError,
     RateLimitMiddleware,
     build_rate_limit_middleware,
     parse_rate_limits,
 )
+from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.settings import Settings
 from tests.support.procs import free_port
 

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from mcp.server.auth.provider import AccessToken
 
 from taskbroker.cli import main as cli
-from taskbroker.core.auth import Principal
-from taskbroker.core.errors import PermissionDenied, RateLimited, TaskNotFound
-from taskbroker.core.ratelimit import RateLimitMiddleware, parse_rate_limits
+from taskbroker.core.pipeline.errors import PermissionDenied, RateLimited, TaskNotFound
+from taskbroker.core.pipeline.middleware.ratelimit import RateLimitMiddleware, parse_rate_limits
+from taskbroker.core.pipeline.principal import Principal
 from taskbroker.mcp.errors import to_tool_error
 from taskbroker.mcp.run import AnyOfVerifier, build_verifier
 from taskbroker.mcp.tokens import JWTVerifier, StaticTokenVerifier, add_token, hash_token
@@ -178,7 +178,7 @@ def test_no_token_in_any_log_record(keys: Keys, tmp_path: Path,
     verify(sv, static)
     # a refused call and the adapter's error mapping log too
     mw = RateLimitMiddleware(parse_rate_limits("status: 1/hour", defaults=None))
-    from taskbroker.core.middleware import Call
+    from taskbroker.core.pipeline.chain import Call
 
     who = Principal("alice", frozenset())
     mw.before(Call("status", who, {}))

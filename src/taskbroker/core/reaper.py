@@ -15,11 +15,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from taskbroker.core.broker import Broker
-from taskbroker.core.errors import BrokerUnavailable
-from taskbroker.core.ledger import Ledger, utcnow
-from taskbroker.core.registry import Registry
-from taskbroker.core.tasktype import TaskType
+from taskbroker.core.contract.registry import Registry
+from taskbroker.core.contract.tasktype import TaskType
+from taskbroker.core.ports import Broker, Ledger, Unavailable, utcnow
 
 __all__ = ["ReapReport", "Reaper"]
 
@@ -89,7 +87,7 @@ class Reaper:
     def _republish(self, task_id: str, task_type: TaskType, params: dict, owner: str) -> bool:
         try:
             self.broker.publish(task_type, task_id, params, owner=owner, roles=frozenset())
-        except BrokerUnavailable:
+        except Unavailable:
             log.warning("task %s: broker unavailable, re-publish deferred", task_id)
             return False
         self.ledger.touch(task_id)

@@ -7,7 +7,7 @@ import uuid
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from taskbroker.core.errors import (
+from taskbroker.core.pipeline.errors import (
     BrokerUnavailable,
     InvalidRequest,
     PermissionDenied,

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from taskbroker.core.service import TaskService
+from taskbroker.core.pipeline.service import TaskService
 
 __all__ = ["create_http_app", "transport_security"]
 
@@ -38,7 +38,6 @@ def create_http_app(
     *,
     host: str,
     allowed_hosts: list[str],
-    readiness: Callable[[], dict[str, str]] | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
 ) -> Starlette:
     """The Starlette app serving MCP at /mcp with /healthz, /readyz and /metrics."""
@@ -55,8 +54,6 @@ def create_http_app(
                     results[name] = "ok"
                 except Exception as exc:
                     results[name] = f"unavailable ({type(exc).__name__})"
-            if readiness is not None:
-                results.update(readiness())
             return results
 
         results = await anyio.to_thread.run_sync(check)

@@ -19,15 +19,17 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 import taskbroker
-from taskbroker.core.auth import Principal
-from taskbroker.core.models import (
+from taskbroker.core.pipeline.models import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
     ActiveTasks,
     CancelReceipt,
     StartReceipt,
     TaskStatus,
     TaskTypeInfo,
 )
-from taskbroker.core.service import TaskService
+from taskbroker.core.pipeline.principal import Principal
+from taskbroker.core.pipeline.service import TaskService
 from taskbroker.mcp.errors import to_tool_error
 
 __all__ = ["create_server"]
@@ -138,8 +140,9 @@ def create_server(
     )
     async def list_active_tasks_tool(
         task_type: Annotated[str | None, Field(description="Only tasks of this type.")] = None,
-        limit: Annotated[int, Field(ge=1, le=1000, description=(
-            "At most this many tasks, oldest first; total_active counts all."))] = 100,
+        limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT, description=(
+            "At most this many tasks, oldest first; total_active counts all."))
+        ] = DEFAULT_LIST_LIMIT,
     ) -> ActiveTasks:
         """List queued and running tasks (yours; all of them for admins), oldest first.
 

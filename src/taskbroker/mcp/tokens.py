@@ -12,7 +12,6 @@ import hmac
 import json
 import logging
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +180,3 @@ class JWTVerifier:
                            scopes=self.roles_of(claims), expires_at=expires_at,
                            claims={k: v for k, v in claims.items() if k in ("iss", "aud")})
 
-
-def now() -> int:
-    """Seconds since the epoch (for tests building tokens)."""
-    return int(time.time())

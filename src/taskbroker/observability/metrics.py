@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,7 +33,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from taskbroker.core.middleware import OPERATIONS
+from taskbroker.core.pipeline.chain import OPERATIONS
+from taskbroker.core.ports import ACTIVE
+
+if TYPE_CHECKING:
+    from taskbroker.core.ports import Ledger
 
 __all__ = [
     "ACTIVE_STATES",
@@ -61,7 +65,7 @@ NO_TASK_TYPE = "none"
 #: the ``state`` values of ``taskbroker_tasks_total``
 TASK_STATES = ("started", "succeeded", "failed", "revoked", "retried")
 #: the ledger states ``taskbroker_active_tasks`` reports
-ACTIVE_STATES = ("queued", "started", "retry")
+ACTIVE_STATES = ACTIVE
 
 #: latency buckets of operations (seconds): most calls take milliseconds
 OPERATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -198,7 +202,7 @@ _active: ActiveTasksCollector | None = None
 _active_lock = threading.Lock()
 
 
-def register_active_tasks(ledger: Any, known_types: Iterable[str] = ()) -> ActiveTasksCollector:
+def register_active_tasks(ledger: Ledger, known_types: Iterable[str] = ()) -> ActiveTasksCollector:
     """Export active tasks from ``ledger`` (replacing a collector registered earlier)."""
     global _active
     collector = ActiveTasksCollector(ledger.active_counts, known_types)
@@ -208,11 +212,6 @@ def register_active_tasks(ledger: Any, known_types: Iterable[str] = ()) -> Activ
         REGISTRY.register(collector)
         _active = collector
     return collector
-
-
-def active_tasks_collector() -> ActiveTasksCollector | None:
-    """The registered active-tasks collector, if any."""
-    return _active
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -14,8 +14,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
-from taskbroker.core.errors import RateLimited
-from taskbroker.core.middleware import Call, Middleware
+from taskbroker.core.pipeline.chain import Call, Middleware
+from taskbroker.core.pipeline.errors import RateLimited
+from taskbroker.core.ports import Ledger
 from taskbroker.core.settings import Settings
 from taskbroker.observability import metrics
 from taskbroker.observability.logging import add_secret_keys, route_structlog_to_stdlib
@@ -141,7 +142,7 @@ class ObservabilityMiddleware(Middleware):
         span.end()
 
 
-def build_observability_middleware(settings: Settings, ledger: object) -> ObservabilityMiddleware:
+def build_observability_middleware(settings: Settings, ledger: Ledger) -> ObservabilityMiddleware:
     """The observability middleware for ``settings``.
 
     Sets tracing up from OTEL_* (when configured) and exports the ledger's active tasks as
@@ -149,5 +150,4 @@ def build_observability_middleware(settings: Settings, ledger: object) -> Observ
     """
     route_structlog_to_stdlib()
     configure_tracing("taskbroker-server")
-    active = metrics.register_active_tasks(ledger) if hasattr(ledger, "active_counts") else None
-    return ObservabilityMiddleware(settings, active=active)
+    return ObservabilityMiddleware(settings, active=metrics.register_active_tasks(ledger))

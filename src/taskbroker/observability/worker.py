@@ -38,6 +38,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from taskbroker.adapters.celery.tasks import OUTCOME_ATTR
 from taskbroker.core.settings import Settings
 from taskbroker.observability import metrics
 from taskbroker.observability.logging import add_secret_keys
@@ -95,7 +96,6 @@ class WorkerObservability:
         self.server: WSGIServer | None = None
         self._own_dir: Path | None = None
         self._running: dict[str, _Running] = {}
-        self._ledger: Any = None
         self._prefork = True
 
     # --- names --------------------------------------------------------------------------
@@ -216,22 +216,17 @@ class WorkerObservability:
         task_type = self.task_type(task.name)
         wm = metrics.worker_metrics()
         wm.runtime.labels(task_type).observe(time.perf_counter() - running.started)
-        outcome = state or "UNKNOWN"
-        if state == "SUCCESS":
-            # The body returns normally when it succeeded, when it was cancelled (cooperatively
-            # or before it began) and when it skipped a re-delivered message: the ledger says
-            # which (one primary-key read per task).
-            status = self._ledger_status(task_id)
-            if status is None:  # ledger unreadable: the return value is the best hint
-                status = "success" if retval is not None else "skipped"
-            if status == "success":
-                wm.tasks.labels(task_type, "succeeded").inc()
-            elif status == "revoked":
-                wm.tasks.labels(task_type, "revoked").inc()
-            outcome = status.upper()
+        # the runtime's outcome of the delivery (success, revoked, skipped, failure, retry);
+        # a failure or retry is counted by on_failure / on_retry
+        result = getattr(getattr(task, "request", None), OUTCOME_ATTR, None)
+        outcome = result.status if result is not None else (state or "unknown").lower()
+        if outcome == "success":
+            wm.tasks.labels(task_type, "succeeded").inc()
+        elif outcome == "revoked":
+            wm.tasks.labels(task_type, "revoked").inc()
         try:
             if running.span is not None:
-                running.span.set_attribute("outcome", outcome.lower())
+                running.span.set_attribute("outcome", outcome)
                 running.span.end()
         finally:
             if running.token is not None:
@@ -258,22 +253,6 @@ class WorkerObservability:
         """Main process: a revoked task's message was discarded (or its process terminated)."""
         name = getattr(request, "task_name", None) or getattr(request, "name", None)
         metrics.worker_metrics().tasks.labels(self.task_type(name), "revoked").inc()
-
-    def _ledger_status(self, task_id: str | None) -> str | None:
-        """The ledger status of a task whose body returned nothing (revoked or a duplicate)."""
-        if not task_id:
-            return None
-        try:
-            if self._ledger is None:
-                from taskbroker.core.database import engine_for
-                from taskbroker.core.ledger import Ledger
-
-                self._ledger = Ledger(engine_for(self.settings.ledger_url), create=False)
-            record = self._ledger.get(task_id)
-        except Exception as exc:
-            log.warning("metrics: ledger unreadable (%s)", type(exc).__name__)
-            return None
-        return record.status if record is not None else None
 
     # --- HTTP -------------------------------------------------------------------------
 

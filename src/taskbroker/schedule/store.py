@@ -1,7 +1,8 @@
 """The schedule store: programs, runs, crisis state and fallback schedules in SQL.
 
-One :class:`ScheduleStore` per database URL per process (:meth:`ScheduleStore.from_settings`);
-it creates its ``schedule_*`` tables when missing.  Programs are written and read in bulk
+A :class:`ScheduleStore` works on the SQLAlchemy engine its caller gives it (the built-in
+``data`` plugin makes one per process on the ledger's database) and creates its ``schedule_*``
+tables when missing.  Programs are written and read in bulk
 (Core inserts and selects, no ORM identity map), so a 100-person, 365-day program loads in
 a fraction of a second.
 
@@ -15,14 +16,11 @@ scenario.  Timestamps are stored and returned in UTC.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
 from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 
-from taskbroker.core.database import engine_for
 from taskbroker.schedule.program import (
     Absence,
     Assignment,
@@ -47,8 +45,6 @@ from taskbroker.schedule.tables import (
 
 __all__ = ["ScheduleStore"]
 
-_stores: dict[tuple[int, str], ScheduleStore] = {}
-_lock = threading.Lock()
 _BATCH = 5000
 
 
@@ -117,21 +113,6 @@ class ScheduleStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         metadata.create_all(engine)
-
-    @classmethod
-    def from_settings(cls, settings: Any | None = None) -> ScheduleStore:
-        """The store of ``settings.ledger_url`` (default: process settings), one per URL."""
-        if settings is None:
-            from taskbroker.core.settings import get_settings
-
-            settings = get_settings()
-        url = settings.ledger_url
-        key = (os.getpid(), url)
-        with _lock:
-            store = _stores.get(key)
-            if store is None:
-                store = _stores[key] = cls(engine_for(url))
-            return store
 
     # --- program ------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskbroker.core.tasktype import TaskContext, TaskType
+from taskbroker.core.contract.tasktype import TaskContext, TaskType
 
 __all__ = ["RecordingSink", "make_context", "run_handler"]
 

@@ -10,8 +10,8 @@ they cost nothing until a test asks for one::
 
 ``taskbroker_app`` starts, once per test session, a real embedded taskbroker: a Celery worker
 subprocess over the filesystem broker and a SQLite ledger in a temporary data directory, plus
-a :class:`~taskbroker.core.service.TaskService` in the test process over the same broker and
-ledger.  Which plugins the worker loads is decided by session-scoped fixtures a
+a :class:`~taskbroker.core.pipeline.service.TaskService` in the test process over the same
+broker and ledger.  Which plugins the worker loads is decided by session-scoped fixtures a
 ``conftest.py`` may override:
 
 * ``taskbroker_load_plugins``: installed plugins (the ``taskbroker`` entry-point group) to
@@ -42,8 +42,8 @@ import pytest
 
 if TYPE_CHECKING:
     from taskbroker.app import App
-    from taskbroker.core.auth import Principal
-    from taskbroker.core.models import CancelReceipt, StartReceipt, TaskStatus
+    from taskbroker.core.pipeline.models import CancelReceipt, StartReceipt, TaskStatus
+    from taskbroker.core.pipeline.principal import Principal
     from taskbroker.core.settings import Settings
 
 __all__ = [
@@ -56,9 +56,6 @@ __all__ = [
     "taskbroker_plugin_modules",
     "taskbroker_settings",
 ]
-
-#: statuses after which a task changes no more
-FINAL_STATUSES = ("success", "failure", "revoked", "expired")
 
 #: what the harness sets unless ``settings`` says otherwise: no rate limits or active-task cap
 #: (test suites start many tasks quickly), fast cancellation and heartbeats, no metrics port
@@ -203,6 +200,8 @@ class EmbeddedTaskbroker:
     def wait(self, task_id: str, *statuses: str, timeout: float = 60.0,
              until: Callable[[TaskStatus], bool] | None = None) -> TaskStatus:
         """Poll until the task is in one of ``statuses`` (default: final) or ``until`` holds."""
+        from taskbroker.core.pipeline.models import FINAL_STATUSES
+
         wanted = statuses or FINAL_STATUSES
 
         def check() -> TaskStatus | None:
@@ -272,7 +271,7 @@ def embedded_taskbroker(
         start_worker: False to start it later with :meth:`EmbeddedTaskbroker.start_worker`.
     """
     from taskbroker.app import build_app
-    from taskbroker.core.auth import Principal
+    from taskbroker.core.pipeline.principal import Principal
     from taskbroker.core.settings import Settings
 
     data_dir = Path(data_dir).resolve()

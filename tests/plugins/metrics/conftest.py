@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from metrics_programs import D0
 
-from taskbroker.core.database import engine_for
+from taskbroker.adapters.sql.engine import engine_for
 from taskbroker.core.settings import get_settings
 from taskbroker.plugins.metrics import data
 

@@ -55,7 +55,7 @@ def test_bad_params_name_the_field(name: str, params: dict, field: str) -> None:
 
 
 def test_registry_accepts_them() -> None:
-    from taskbroker.core.registry import Registry
+    from taskbroker.core.contract.registry import Registry
 
     registry = Registry()
     metrics.taskbroker_register_task_types(lambda t: registry.add(t, plugin="metrics"))
@@ -63,7 +63,7 @@ def test_registry_accepts_them() -> None:
 
 
 def test_loaded_as_a_builtin_plugin() -> None:
-    from taskbroker.core.plugins import load_plugins
+    from taskbroker.core.contract.plugins import load_plugins
 
     plugins = load_plugins(builtins=("taskbroker.plugins.metrics",), entry_points=False)
     assert sorted(plugins.info["metrics"].task_types) == sorted(_registered())

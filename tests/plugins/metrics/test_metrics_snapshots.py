@@ -8,7 +8,8 @@ import pytest
 from metrics_programs import D0, three_person_program
 from sqlalchemy import func, select, text
 
-from taskbroker.core.database import engine_for
+from taskbroker.adapters.sql.engine import engine_for
+from taskbroker.plugins.data import schedule_store
 from taskbroker.plugins.metrics import TASK_TYPES, data
 from taskbroker.plugins.metrics.cleanup import delete_snapshots_before
 from taskbroker.plugins.metrics.computation import analyze
@@ -20,7 +21,6 @@ from taskbroker.plugins.metrics.snapshots import (
 )
 from taskbroker.plugins.metrics.workload import Window
 from taskbroker.schedule.program import Program
-from taskbroker.schedule.store import ScheduleStore
 from taskbroker.testing import make_context, run_handler
 
 TYPES = {t.name: t for t in TASK_TYPES}
@@ -90,7 +90,7 @@ def test_cleanup_deletes_only_old_snapshots_never_schedule_data(
     program = Program.model_validate({**base.model_dump(), "runs": [
         *base.model_dump()["runs"],
         make_run("ancient", base.runs[0].assignments[:5], hours_ago=24 * 800).model_dump()]})
-    store = ScheduleStore.from_settings()
+    store = schedule_store()
     store.save_program(program)
     before_counts = _schedule_counts(url)
     assert before_counts == (2, 96 + 5)
@@ -108,7 +108,7 @@ def test_cleanup_deletes_only_old_snapshots_never_schedule_data(
     assert sorted(s["snapshot_id"] for s in list_snapshots(10)) == ["d10", "d364"]
     # schedule runs and assignments are untouched
     assert _schedule_counts(url) == before_counts
-    after_program = ScheduleStore.from_settings().load_program()
+    after_program = schedule_store().load_program()
     assert after_program == before_program
     assert {r.id: len(r.assignments) for r in after_program.runs} == {"run-3p": 96, "ancient": 5}
     # running again deletes nothing more
@@ -126,7 +126,7 @@ def test_delete_before_is_strict(db_url: str) -> None:
 
 
 def test_handlers_read_the_program_from_the_store(ledger_env: str, fixed_today: dt.date) -> None:
-    ScheduleStore.from_settings().save_program(three_person_program())
+    schedule_store().save_program(three_person_program())
     result, _ = run_handler(TYPES["metrics_computation"],
                             {"start_date": D0.isoformat(),
                              "end_date": (D0 + dt.timedelta(days=27)).isoformat()})

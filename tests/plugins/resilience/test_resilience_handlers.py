@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 
 from taskbroker import TaskCancelled
-from taskbroker.core.database import engine_for
+from taskbroker.adapters.sql.engine import engine_for
 from taskbroker.core.settings import get_settings
+from taskbroker.plugins.data import schedule_store
 from taskbroker.plugins.resilience import task_types
 from taskbroker.schedule.generator import generate_program
 from taskbroker.schedule.program import (
@@ -178,7 +179,7 @@ def test_cancelled_before_start(types, name) -> None:
 
 
 def test_fallback_cancelled_midway_stops_storing(types, store) -> None:
-    from taskbroker.core.tasktype import TaskContext
+    from taskbroker.core.contract.tasktype import TaskContext
 
     tt = types["resilience_fallback_precompute"]
     sink = CancelAfter(4)  # 0 load, 5 contingency, 10 first scenario, next scenario
@@ -190,7 +191,7 @@ def test_fallback_cancelled_midway_stops_storing(types, store) -> None:
 
 
 def test_contingency_cancelled_midway(types) -> None:
-    from taskbroker.core.tasktype import TaskContext
+    from taskbroker.core.contract.tasktype import TaskContext
 
     tt = types["resilience_contingency"]
     sink = CancelAfter(3)
@@ -205,7 +206,7 @@ def test_handlers_use_the_configured_database(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("TASKBROKER_DATABASE_URL", url)
     get_settings.cache_clear()
     try:
-        ScheduleStore.from_settings().save_program(tiny_program())
+        schedule_store().save_program(tiny_program())
         tt = {t.name: t for t in task_types()}["resilience_contingency"]
         result, _ = run_handler(tt, {"start_date": START.isoformat(), "days_ahead": 1})
         assert result["n2_fatal_pairs_count"] == 3

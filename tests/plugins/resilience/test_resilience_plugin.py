@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 import taskbroker.plugins.resilience as resilience
-from taskbroker.core import hookspecs
+from taskbroker.core.contract import hookspecs
 
 NAMES = {
     "resilience_health_check", "resilience_contingency", "resilience_fallback_precompute",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import click
+
 from taskbroker import TaskType, hookimpl
 from taskbroker.plugins.metrics import (
     cleanup,
@@ -22,7 +24,7 @@ from taskbroker.plugins.metrics.params import (
 )
 from taskbroker.plugins.metrics.schedules import taskbroker_register_schedules  # noqa: F401
 
-__all__ = ["TASK_TYPES", "taskbroker_register_task_types"]
+__all__ = ["TASK_TYPES", "taskbroker_register_commands", "taskbroker_register_task_types"]
 
 TASK_TYPES: tuple[TaskType, ...] = (
     TaskType(
@@ -65,6 +67,15 @@ TASK_TYPES: tuple[TaskType, ...] = (
         estimated_duration="1-3 minutes",
     ),
 )
+
+
+@hookimpl(trylast=True)
+def taskbroker_register_commands(cli: click.Group) -> None:
+    """Add ``taskbroker data snapshots`` (to the data plugin's group)."""
+    from taskbroker.plugins.data import data_group
+    from taskbroker.plugins.metrics.commands import snapshots
+
+    data_group(cli).add_command(snapshots)
 
 
 @hookimpl

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete
 
-from taskbroker.core.tasktype import TaskContext
+from taskbroker.core.contract.tasktype import TaskContext
 from taskbroker.plugins.metrics import data
 from taskbroker.plugins.metrics.params import CleanupParams
 from taskbroker.plugins.metrics.snapshots import snapshot_engine, snapshots_table

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from taskbroker.core.tasktype import TaskContext
+from taskbroker.core.contract.tasktype import TaskContext
 from taskbroker.plugins.metrics import data
 from taskbroker.plugins.metrics.churn import diff_assignments
 from taskbroker.plugins.metrics.compliance import compliance_metric

@@ -12,10 +12,10 @@ __all__ = ["load_program", "today", "utcnow"]
 
 
 def load_program() -> Program:
-    """The program from the schedule store configured by the settings (imported lazily)."""
-    from taskbroker.schedule.store import ScheduleStore
+    """The program from the configured schedule store (the built-in data plugin's)."""
+    from taskbroker.plugins.data import schedule_store
 
-    return ScheduleStore.from_settings().load_program()
+    return schedule_store().load_program()
 
 
 def utcnow() -> dt.datetime:

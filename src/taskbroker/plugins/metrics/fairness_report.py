@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from taskbroker.core.tasktype import TaskContext
+from taskbroker.core.contract.tasktype import TaskContext
 from taskbroker.plugins.metrics import data
 from taskbroker.plugins.metrics.computation import current_run_or_error
 from taskbroker.plugins.metrics.fairness import cohort_fairness

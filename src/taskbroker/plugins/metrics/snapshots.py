@@ -1,7 +1,7 @@
 """``metrics_snapshot``: store the metrics of a window in the ``metrics_snapshots`` table.
 
 The table lives on its own :class:`~sqlalchemy.MetaData` in the ledger database
-(``engine_for(get_settings().ledger_url)``) and is created when missing.  The snapshot id is
+(:func:`taskbroker.plugins.data.schedule_engine`) and is created when missing.  The snapshot id is
 derived from the task id, so a re-delivered task replaces its own snapshot instead of adding a
 second one (the handler is idempotent).
 """
@@ -29,9 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from taskbroker.core.database import engine_for
-from taskbroker.core.settings import get_settings
-from taskbroker.core.tasktype import TaskContext
+from taskbroker.core.contract.tasktype import TaskContext
+from taskbroker.plugins.data import schedule_engine
 from taskbroker.plugins.metrics import data
 from taskbroker.plugins.metrics.computation import analyze
 from taskbroker.plugins.metrics.params import SnapshotParams
@@ -69,7 +68,7 @@ _NAMESPACE = uuid.UUID("5b1c1c3e-8a57-4d0e-9d1e-6d6574726963")
 
 def snapshot_engine(engine: Engine | None = None) -> Engine:
     """``engine`` (or the ledger's) with the snapshots table created if missing."""
-    engine = engine or engine_for(get_settings().ledger_url)
+    engine = engine or schedule_engine()
     key = f"{id(engine)}:{engine.url}"
     if key not in _created:
         with _lock:

@@ -37,7 +37,8 @@ Choices where DESIGN.md is silent (also in this package's README.md):
   tagged with the run it was computed from.
 
 Handlers take an optional ``store`` keyword; :func:`task_types` binds one (tests, embedding),
-otherwise each run uses ``ScheduleStore.from_settings()`` (the ledger's database).
+otherwise each run uses :func:`taskbroker.plugins.data.schedule_store` (the ledger's
+database).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskbroker.core.tasktype import TaskContext
+from taskbroker.core.contract.tasktype import TaskContext
+from taskbroker.plugins.data import schedule_store
 from taskbroker.schedule.program import Program
 from taskbroker.schedule.staffing import StaffingModel, build_model
 from taskbroker.schedule.store import ScheduleStore
@@ -82,7 +83,7 @@ def require_schedule(program: Program) -> None:
 
 def resolve_store(store: ScheduleStore | None) -> ScheduleStore:
     """``store`` when given, else the process store of the configured database."""
-    return store if store is not None else ScheduleStore.from_settings()
+    return store if store is not None else schedule_store()
 
 
 def load_window(params: DaysAheadParams, ctx: TaskContext, store: ScheduleStore | None, *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from taskbroker.core.tasktype import TaskContext
+from taskbroker.core.contract.tasktype import TaskContext
 from taskbroker.plugins.resilience._common import (
     DaysAheadParams,
     load_window,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskbroker.core.tasktype import TaskContext
+from taskbroker.core.contract.tasktype import TaskContext
 from taskbroker.plugins.resilience._common import DEFENSE_LEVELS, now_iso, resolve_store
 from taskbroker.schedule.store import ScheduleStore
 

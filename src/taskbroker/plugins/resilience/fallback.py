@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from taskbroker.core.tasktype import TaskCancelled, TaskContext
+from taskbroker.core.contract.tasktype import TaskCancelled, TaskContext
 from taskbroker.plugins.resilience._common import (
     DaysAheadParams,
     now_iso,

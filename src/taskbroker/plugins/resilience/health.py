@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskbroker.core.tasktype import TaskContext
+from taskbroker.core.contract.tasktype import TaskContext
 from taskbroker.plugins.resilience._common import (
     DEFENSE_LEVELS,
     HealthParams,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from taskbroker.core.errors import Unauthenticated
-from taskbroker.core.middleware import Call, Middleware
+from taskbroker.core.pipeline.chain import Call, Middleware
+from taskbroker.core.pipeline.errors import Unauthenticated
 
 __all__ = ["IdentityMiddleware"]
 

@@ -1,8 +1,9 @@
 """TaskService: the five operations, each run through the middleware chain.
 
-Adapters (the MCP server, the CLI) build a :class:`~taskbroker.core.auth.Principal` and call
-these methods; everything else (identity, authorization, rate limits, validation, tracing,
-metrics) happens in the chain, so every adapter gets the same rules.
+Adapters (the MCP server, the CLI) build a
+:class:`~taskbroker.core.pipeline.principal.Principal` and call these methods; everything else
+(identity, authorization, rate limits, validation, tracing, metrics) happens in the chain, so
+every adapter gets the same rules.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
-from taskbroker.core.auth import Principal
-from taskbroker.core.broker import Broker
-from taskbroker.core.errors import BrokerUnavailable, TaskNotFound
-from taskbroker.core.ledger import Ledger, TaskRecord, utcnow
-from taskbroker.core.middleware import Call, Chain, Middleware
-from taskbroker.core.models import (
+from taskbroker.core.contract.registry import Registry
+from taskbroker.core.pipeline.chain import Call, Chain, Middleware
+from taskbroker.core.pipeline.errors import BrokerUnavailable, InvalidRequest, TaskNotFound
+from taskbroker.core.pipeline.models import (
+    ACTIVE_STATUS,
+    CLIENT_STATUS,
+    DEFAULT_LIST_LIMIT,
     ActiveTask,
     ActiveTasks,
     CancelReceipt,
@@ -27,23 +27,26 @@ from taskbroker.core.models import (
     TaskStatus,
     TaskTypeInfo,
 )
-from taskbroker.core.registry import Registry
+from taskbroker.core.pipeline.principal import Principal
+from taskbroker.core.ports import (
+    QUEUED,
+    REVOKED,
+    STARTED,
+    Broker,
+  Ledger,
+    Rejected,
+    TaskRecord,
+    Unavailable,
+    utcnow,
+)
 
-__all__ = ["DEFAULT_LIST_LIMIT", "MAX_LIST_LIMIT", "TaskService", "record_to_status"]
-
-#: how many active tasks a listing returns unless asked for more (``total_active`` counts all)
-DEFAULT_LIST_LIMIT = 100
-MAX_LIST_LIMIT = 1000
-
-_STATUS = {"queued": "pending", "started": "started", "retry": "retry",
-           "success": "success", "failure": "failure", "revoked": "revoked"}
-_ACTIVE_STATUS = {"queued": "queued", "started": "running", "retry": "retry"}
+__all__ = ["TaskService", "record_to_status"]
 
 
 def record_to_status(record: TaskRecord) -> TaskStatus:
     """The client-facing status of a ledger record (seed status values)."""
-    status = _STATUS[record.status]
-    progress = 0 if status == "pending" else record.progress
+    status = CLIENT_STATUS[record.status]
+    progress = 0 if record.status == QUEUED else record.progress
     return TaskStatus(
         task_id=record.id, status=status, progress=progress, result=record.result,
         error=record.error, started_at=record.started_at, completed_at=record.completed_at,
@@ -91,18 +94,13 @@ class TaskService:
                     self._chain = Chain(self._middleware)
                 chain = self._chain
         def guarded(call: Call) -> Any:
-            for attempt in (1, 2):
-                try:
-                    return handler(call)
-                except DBAPIError as exc:
-                    # a pooled connection that died (database restart) is dropped by the
-                    # pool: one retry on a fresh connection, then report the outage
-                    if attempt == 1 and exc.connection_invalidated:
-                        continue
-                    raise BrokerUnavailable(
-                        "ledger database unavailable: try again shortly"
-                    ) from None
-            raise AssertionError("unreachable")
+            # the ports' errors, in the operations' vocabulary (the seed's error kinds)
+            try:
+                return handler(call)
+            except Unavailable as exc:
+                raise BrokerUnavailable(str(exc)) from None
+            except Rejected as exc:
+                raise InvalidRequest(str(exc)) from None
 
         return chain.run(Call(operation, principal, args), guarded)
 
@@ -127,7 +125,7 @@ class TaskService:
     def list_active(self, principal: Principal | None, task_type: str | None = None, *,
                     limit: int = DEFAULT_LIST_LIMIT) -> ActiveTasks:
         """Queued and running tasks visible to the caller, oldest first (seed:
-        list_active_tasks): at most ``limit`` of them (1..1000), and ``total_active``
+        list_active_tasks): at most ``limit`` of them (1..MAX_LIST_LIMIT), and ``total_active``
         counting all."""
         return self._run("list", principal, {"task_type": task_type, "limit": limit},
                          self._list_active)
@@ -204,22 +202,22 @@ class TaskService:
         record = self._visible(call)
         if record.terminal:
             return CancelReceipt(
-                task_id=record.id, status=_STATUS[record.status], changed=False,
-                canceled_at=record.completed_at if record.status == "revoked" else None,
-                message=f"Task {record.id} had already finished ({_STATUS[record.status]}); "
+                task_id=record.id, status=CLIENT_STATUS[record.status], changed=False,
+                canceled_at=record.completed_at if record.status == REVOKED else None,
+                message=f"Task {record.id} had already finished ({CLIENT_STATUS[record.status]}); "
                         "nothing was changed.",
             )
         after, changed = self.ledger.cancel(record.id, owner=call.scope_owner)
         if not changed:  # it finished between our read and the cancel
             assert after is not None
             return CancelReceipt(
-                task_id=record.id, status=_STATUS[after.status], changed=False,
+                task_id=record.id, status=CLIENT_STATUS[after.status], changed=False,
                 canceled_at=None,
-                message=f"Task {record.id} finished ({_STATUS[after.status]}) before it could "
-                        "be canceled; nothing was changed.",
+                message=f"Task {record.id} finished ({CLIENT_STATUS[after.status]}) before it "
+                        "could be canceled; nothing was changed.",
             )
         self.broker.revoke(record.id)
-        was_running = record.status == "started"
+        was_running = record.status == STARTED
         detail = ("it was running: its handler was asked to stop and is terminated if it has "
                   "not stopped within the grace period" if was_running
                   else "it was queued and will not run")
@@ -237,7 +235,7 @@ class TaskService:
             total_active=total,
             tasks=[
                 ActiveTask(task_id=r.id, task_name=r.task_name, task_type=r.task_type,
-                           status=_ACTIVE_STATUS[r.status], started_at=r.started_at,
+                           status=ACTIVE_STATUS[r.status], started_at=r.started_at,
                            queued_at=r.queued_at, progress=r.progress, owner=r.owner)
                 for r in rows
             ],

@@ -7,10 +7,11 @@ import threading
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
 
 __all__ = ["dispose_engines", "engine_for"]
 
-_engines: dict[tuple[str, bool], Engine] = {}
+_engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
@@ -33,42 +34,35 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur.close()
 
 
-def engine_for(url: str, *, autocommit: bool = False) -> Engine:
+def engine_for(url: str) -> Engine:
     """The engine for ``url`` in this process (its pool is emptied in forked children).
 
-    ``autocommit=True`` gives a twin engine (its own pool) whose connections run each
-    statement in its own transaction: one round trip for a single-statement read or write
-    instead of BEGIN + statement + COMMIT/ROLLBACK.
+    ``sqlite://`` (or ``sqlite:///:memory:``) is one in-memory database shared by every
+    thread of the process.
     """
-    key = (url, autocommit)
     with _lock:
-        engine = _engines.get(key)
+        engine = _engines.get(url)
         if engine is None:
-            engine = _create(url, autocommit)
-            _engines[key] = engine
+            engine = _engines[url] = _create(url)
         return engine
 
 
-def url_of(engine: Engine) -> str:
-    """The URL an engine was made from (with its password: for :func:`engine_for` only)."""
-    return engine.url.render_as_string(hide_password=False)
-
-
-def _create(url: str, autocommit: bool) -> Engine:
-    extra: dict[str, object] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+def _create(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if parsed.database in (None, "", ":memory:"):
+            engine = create_engine(url, connect_args={"check_same_thread": False},
+                                   poolclass=StaticPool)
+        else:
             os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False},
-                               **extra)
+            engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     # No pool_pre_ping: it costs a round trip on every checkout. A connection that died
-    # surfaces as a DBAPIError with connection_invalidated set; the pool then drops it and
-    # TaskService retries the operation once (workers retry ledger writes anyway).
+    # surfaces as a DBAPIError with connection_invalidated set; the pool then drops it and the
+    # ledger retries the statement once (workers retry ledger writes anyway).
     return create_engine(
         parsed,
         pool_size=10,
@@ -76,7 +70,6 @@ def _create(url: str, autocommit: bool) -> Engine:
         pool_recycle=1800,
         pool_timeout=5,
         connect_args={"connect_timeout": 3},
-        **extra,
     )
 
 

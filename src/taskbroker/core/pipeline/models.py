@@ -13,6 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "ACTIVE_STATUS",
+    "CLIENT_STATUS",
+    "DEFAULT_LIST_LIMIT",
+    "FINAL_STATUSES",
+    "MAX_LIST_LIMIT",
     "ActiveTask",
     "ActiveTasks",
     "CancelReceipt",
@@ -23,6 +28,20 @@ __all__ = [
 
 #: status values of get_task_status_tool (the seed's, plus "expired" for purged records)
 Status = Literal["pending", "started", "success", "failure", "revoked", "retry", "expired"]
+
+#: the ledger's states (core.ports) as get_task_status_tool reports them
+CLIENT_STATUS: dict[str, str] = {"queued": "pending", "started": "started", "retry": "retry",
+                                 "success": "success", "failure": "failure",
+                                 "revoked": "revoked"}
+#: the ledger's active states as list_active_tasks_tool reports them
+ACTIVE_STATUS: dict[str, str] = {"queued": "queued", "started": "running", "retry": "retry"}
+#: client statuses after which a task changes no more
+FINAL_STATUSES: tuple[str, ...] = ("success", "failure", "revoked", "expired")
+
+#: how many active tasks a listing returns unless asked for more (``total_active`` counts all)
+DEFAULT_LIST_LIMIT = 100
+#: the most a listing returns
+MAX_LIST_LIMIT = 1000
 
 
 class StartReceipt(BaseModel):

@@ -1,12 +1,9 @@
-"""The Broker: how the service hands tasks to workers and takes them back.
-
-:class:`Broker` is the small interface the service needs; :class:`CeleryBroker` implements
-it over a Celery app (Redis, or the filesystem transport in embedded mode).
+"""The :class:`~taskbroker.core.ports.Broker` over a Celery app (Redis, or the filesystem
+transport in embedded mode); kombu's errors become :class:`~taskbroker.core.ports.Unavailable`.
 """
 
 from __future__ import annotations
 
-import abc
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -14,30 +11,12 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from taskbroker.core.errors import BrokerUnavailable
-from taskbroker.core.tasktype import TaskType
+from taskbroker.core.contract.tasktype import TaskType
+from taskbroker.core.ports import Broker, Unavailable
 
-__all__ = ["Broker", "CeleryBroker"]
+__all__ = ["CeleryBroker"]
 
 log = logging.getLogger("taskbroker.broker")
-
-
-class Broker(abc.ABC):
-    """Publishes tasks and revokes them; raises :class:`BrokerUnavailable` when unreachable."""
-
-    @abc.abstractmethod
-    def publish(self, task_type: TaskType, task_id: str, params: Mapping[str, Any], *,
-                owner: str, roles: frozenset[str], priority: int | None = None,
-                headers: Mapping[str, Any] | None = None) -> None:
-        """Hand ``task_id`` to the workers of ``task_type.queue``."""
-
-    @abc.abstractmethod
-    def revoke(self, task_id: str, *, terminate: bool = False) -> None:
-        """Tell workers not to run ``task_id`` (and kill its process when ``terminate``)."""
-
-    @abc.abstractmethod
-    def ping(self) -> None:
-        """Raise :class:`BrokerUnavailable` when the broker cannot be reached."""
 
 
 class CeleryBroker(Broker):
@@ -65,7 +44,7 @@ class CeleryBroker(Broker):
                 ignore_result=True,
             )
         except (OperationalError, OSError, TimeoutError) as exc:
-            raise BrokerUnavailable(
+            raise Unavailable(
                 f"broker unavailable: could not queue the task ({type(exc).__name__})"
             ) from None
 
@@ -84,4 +63,4 @@ class CeleryBroker(Broker):
                     max_retries=1, timeout=self.app.conf.broker_connection_timeout
                 )
         except Exception as exc:
-            raise BrokerUnavailable(f"broker unavailable ({type(exc).__name__})") from None
+            raise Unavailable(f"broker unavailable ({type(exc).__name__})") from None

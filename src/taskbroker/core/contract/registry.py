@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from taskbroker.core.errors import InvalidRequest
-from taskbroker.core.tasktype import TaskType
+from taskbroker.core.contract.tasktype import TaskType
+from taskbroker.core.pipeline.errors import InvalidRequest
 
 __all__ = ["DuplicateTaskType", "Registry", "format_validation_error"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from taskbroker.core.auth import Principal
-from taskbroker.core.tasktype import TaskType
+from taskbroker.core.contract.tasktype import TaskType
+from taskbroker.core.pipeline.principal import Principal
 
 __all__ = ["OPERATIONS", "Call", "Chain", "Middleware"]
 

@@ -1,96 +1,91 @@
-"""The ledger: our own durable record of every task, the source of truth for its state.
+"""The SQL ledger: task records in SQLite or PostgreSQL through SQLAlchemy 2 Core.
 
-Celery's result backend forgets (results expire, PENDING means "unknown" as much as "queued");
-the ledger does not.  It is written on submit, by the worker as the task runs, and by cancel.
 Every state change is a conditional UPDATE, so concurrent writers (a cancel racing a worker,
-a re-delivered message) cannot move a task out of a terminal state.
+a re-delivered message) cannot move a task out of a terminal state.  Single statements run on
+an autocommit view of the engine (one round trip each instead of BEGIN + statement + COMMIT);
+the view shares the engine's pool, so an in-memory SQLite database is one database.
+
+Database errors are translated at this edge (:func:`_translated`): an unreachable database is
+:class:`~taskbroker.core.ports.Unavailable`, a refused value
+:class:`~taskbroker.core.ports.Rejected`; a connection that died in the pool (a database
+restart) is retried once on a fresh one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
+import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    DateTime,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    and_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    select,
-    update,
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from taskbroker.core.database import engine_for, url_of
-
-__all__ = [
-    "ACTIVE",
-    "TERMINAL",
-    "ActiveRow",
-    "Ledger",
-    "TaskRecord",
-    "utcnow",
-]
-
-QUEUED, STARTED, RETRY = "queued", "started", "retry"
-SUCCESS, FAILURE, REVOKED = "success", "failure", "revoked"
-ACTIVE = (QUEUED, STARTED, RETRY)
-TERMINAL = (SUCCESS, FAILURE, REVOKED)
-
-metadata = MetaData()
-
-tasks = Table(
-    "taskbroker_tasks",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("task_type", String(64), nullable=False),
-    Column("task_name", String(160), nullable=False),
-    Column("owner", String(200), nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("progress", Integer, nullable=False, default=0),
-    Column("message", Text),
-    Column("result", JSON),
-    Column("error", Text),
-    Column("queued_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True)),
-    Column("completed_at", DateTime(timezone=True)),
-    Column("ended_at", DateTime(timezone=True)),
-    Column("heartbeat_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("cancel_requested", Boolean, nullable=False, default=False),
-    Column("worker", String(255)),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("priority", Integer),
-    Column("idempotency_key", String(200)),
-    UniqueConstraint("owner", "idempotency_key", name="uq_taskbroker_tasks_idem"),
-    Index("ix_taskbroker_tasks_status", "status", "task_type"),
-    Index("ix_taskbroker_tasks_owner_status", "owner", "status"),
-    Index("ix_taskbroker_tasks_completed", "completed_at"),
+from taskbroker.adapters.sql.engine import engine_for
+from taskbroker.adapters.sql.tables import metadata, purged, tasks
+from taskbroker.core.ports import (
+    ACTIVE,
+    QUEUED,
+    RETRY,
+    REVOKED,
+    STARTED,
+    TERMINAL,
+    ActiveRow,
+    Ledger,
+    PortError,
+    Rejected,
+    TaskRecord,
+    Unavailable,
+    utcnow,
 )
 
-purged = Table(
-    "taskbroker_purged",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("owner", String(200), nullable=False),
-    Column("purged_at", DateTime(timezone=True), nullable=False),
-)
+__all__ = ["SqlLedger", "translate_db_errors"]
+
+log = logging.getLogger("taskbroker.ledger")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(TaskRecord))
+
+
+def _port_error(exc: SQLAlchemyError) -> PortError:
+    """The port's error for a database error (its message safe for clients)."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
+        return Unavailable("ledger database unavailable: try again shortly")
+    if isinstance(exc, DataError):
+        return Rejected("the ledger database refused a value (a character or size it cannot "
+                        "store)")
+    return PortError(f"ledger database error ({type(exc).__name__})")
+
+
+def translate_db_errors(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run ``fn``, retrying once on a connection that died in the pool, and translate
+    database errors into the port's errors (the original is chained for the server log)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise _port_error(exc) from exc
+        # the pool dropped the dead connection: one more try on a fresh one
+        try:
+            return fn(*args, **kwargs)
+        except SQLAlchemyError as exc:
+            raise _port_error(exc) from exc
+    return wrapper
 
 
 # statements built once (building them per call costs more than the round trip on a hot path)
@@ -102,81 +97,38 @@ ACTIVE_COLUMNS = (tasks.c.id, tasks.c.task_name, tasks.c.task_type, tasks.c.stat
                   tasks.c.started_at, tasks.c.queued_at, tasks.c.progress, tasks.c.owner)
 
 
-def utcnow() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
 
 
-@dataclass(frozen=True)
-class TaskRecord:
-    """One task as the ledger knows it."""
-
-    id: str
-    task_type: str
-    task_name: str
-    owner: str
-    params: dict[str, Any]
-    status: str
-    progress: int
-    message: str | None
-    result: dict[str, Any] | None
-    error: str | None
-    queued_at: dt.datetime
-    started_at: dt.datetime | None
-    completed_at: dt.datetime | None
-    ended_at: dt.datetime | None
-    heartbeat_at: dt.datetime | None
-    cancel_requested: bool
-    worker: str | None
-    attempts: int
-    priority: int | None
-    idempotency_key: str | None
-
-    @property
-    def terminal(self) -> bool:
-        """True when the task reached success, failure or revoked."""
-        return self.status in TERMINAL
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> TaskRecord:
-        """Build a record from a result row of the tasks table."""
-        values = {c: row[c] for c in cls.__dataclass_fields__}
-        for key in ("queued_at", "started_at", "completed_at", "ended_at", "heartbeat_at"):
-            values[key] = _aware(values[key])
-        return cls(**values)
+def _record(row: Mapping[str, Any]) -> TaskRecord:
+    """A :class:`TaskRecord` from a result row of the tasks table."""
+    values = {c: row[c] for c in _RECORD_FIELDS}
+    for key in ("queued_at", "started_at", "completed_at", "ended_at", "heartbeat_at"):
+        values[key] = _aware(values[key])
+    return TaskRecord(**values)
 
 
-class ActiveRow(NamedTuple):
-    """One active task as a listing shows it."""
-
-    id: str
-    task_name: str
-    task_type: str
-    status: str
-    started_at: dt.datetime | None
-    queued_at: dt.datetime
-    progress: int
-    owner: str
-
-
-class Ledger:
-    """Reads and conditional writes of task records over one SQLAlchemy engine."""
+class SqlLedger(Ledger):
+    """The :class:`~taskbroker.core.ports.Ledger` over one SQLAlchemy engine."""
 
     def __init__(self, engine: Engine, *, create: bool = True) -> None:
         self.engine = engine
-        #: twin engine in autocommit mode: one round trip per single-statement read or write
-        self.ac = engine_for(url_of(engine), autocommit=True)
+        #: the same pool in autocommit mode: one round trip per single-statement read or write
+        self.ac = engine.execution_options(isolation_level="AUTOCOMMIT")
         if create:
             metadata.create_all(engine)
 
+    @classmethod
+    def from_url(cls, url: str) -> SqlLedger:
+        """The ledger on this process's engine for ``url``."""
+        return cls(engine_for(url))
+
     # --- writes from the service ------------------------------------------------------
 
+    @translate_db_errors
     def create(
         self,
         *,
@@ -232,14 +184,16 @@ class Ledger:
             return existing
         return None
 
+    @translate_db_errors
     def by_idempotency_key(self, owner: str, key: str) -> TaskRecord | None:
         """The task ``owner`` started with idempotency ``key``, if any."""
         with self.ac.connect() as conn:
             row = conn.execute(
                 select(tasks).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
             ).mappings().first()
-        return TaskRecord.from_row(row) if row else None
+        return _record(row) if row else None
 
+    @translate_db_errors
     def heartbeat(self, task_id: str) -> None:
         """Record that the worker running ``task_id`` is alive."""
         now = utcnow()
@@ -247,6 +201,7 @@ class Ledger:
             conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
                          .values(heartbeat_at=now))
 
+    @translate_db_errors
     def cancel(self, task_id: str, *, owner: str | None = None,
                now: dt.datetime | None = None) -> tuple[TaskRecord | None, bool]:
         """Mark a non-terminal task revoked and flag it for its handler.
@@ -269,6 +224,7 @@ class Ledger:
 
     # --- writes from the worker -------------------------------------------------------
 
+    @translate_db_errors
     def mark_started(self, task_id: str, *, worker: str | None,
                      now: dt.datetime | None = None) -> bool:
         """Move a queued (or retrying) task to started; False when it must not run.
@@ -288,6 +244,7 @@ class Ledger:
             ).rowcount
         return bool(changed)
 
+    @translate_db_errors
     def report_progress(self, task_id: str, progress: int, message: str | None) -> None:
         """Record handler progress (only while started; a late report changes nothing)."""
         now = utcnow()
@@ -300,6 +257,7 @@ class Ledger:
                 .values(**values)
             )
 
+    @translate_db_errors
     def is_cancel_requested(self, task_id: str) -> bool:
         """True once the task was cancelled (or vanished)."""
         with self.ac.connect() as conn:
@@ -308,6 +266,7 @@ class Ledger:
             ).scalar_one_or_none()
         return value is None or bool(value)
 
+    @translate_db_errors
     def finish(self, task_id: str, *, status: str, result: Mapping[str, Any] | None = None,
                error: str | None = None, now: dt.datetime | None = None) -> bool:
         """End a started task with ``status`` (success, failure or retry); False if it was not
@@ -325,25 +284,16 @@ class Ledger:
             ).rowcount
         return bool(changed)
 
+    @translate_db_errors
     def mark_ended(self, task_id: str, now: dt.datetime | None = None) -> None:
         """Record that the handler process let go of the task (whatever its status)."""
         now = now or utcnow()
         with self.ac.connect() as conn:
             conn.execute(update(tasks).where(tasks.c.id == task_id).values(ended_at=now))
 
-    def fail_unstarted(self, task_id: str, error: str, now: dt.datetime | None = None) -> bool:
-        """Fail a task that never got to run (e.g. rejected by the worker before start)."""
-        now = now or utcnow()
-        with self.ac.connect() as conn:
-            changed = conn.execute(
-                update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(ACTIVE))
-                .values(status=FAILURE, error=error, completed_at=now, ended_at=now,
-                        updated_at=now, progress=100)
-            ).rowcount
-        return bool(changed)
-
     # --- reads ------------------------------------------------------------------------
 
+    @translate_db_errors
     def get(self, task_id: str, *, owner: str | None = None) -> TaskRecord | None:
         """The record for ``task_id`` (None when absent or, with ``owner``, not theirs)."""
         with self.ac.connect() as conn:
@@ -351,8 +301,9 @@ class Ledger:
                 row = conn.execute(_GET, {"id": task_id}).mappings().first()
             else:
                 row = conn.execute(_GET_OWNED, {"id": task_id, "owner": owner}).mappings().first()
-        return TaskRecord.from_row(row) if row else None
+        return _record(row) if row else None
 
+    @translate_db_errors
     def list_active(self, *, owner: str | None = None, task_type: str | None = None,
                     limit: int = 1000) -> tuple[list[ActiveRow], int]:
         """Queued, started and retrying tasks, oldest first, and how many there are in all.
@@ -376,6 +327,7 @@ class Ledger:
         return [ActiveRow(r[0], r[1], r[2], r[3], _aware(r[4]), _aware(r[5]), r[6], r[7])
                 for r in rows], total
 
+    @translate_db_errors
     def count_active(self, owner: str) -> int:
         """How many non-terminal tasks ``owner`` has."""
         with self.ac.connect() as conn:
@@ -384,6 +336,7 @@ class Ledger:
                 .where(tasks.c.owner == owner, tasks.c.status.in_(ACTIVE))
             ).scalar_one()
 
+    @translate_db_errors
     def active_counts(self) -> list[tuple[str, str, int]]:
         """``(task_type, status, count)`` for every non-terminal combination (for gauges)."""
         with self.ac.connect() as conn:
@@ -393,6 +346,7 @@ class Ledger:
             ).all()
         return [(r[0], r[1], int(r[2])) for r in rows]
 
+    @translate_db_errors
     def ids(self, statuses: Iterable[str]) -> list[str]:
         """Ids of tasks in ``statuses`` (maintenance and tests)."""
         with self.ac.connect() as conn:
@@ -400,6 +354,7 @@ class Ledger:
                 select(tasks.c.id).where(tasks.c.status.in_(tuple(statuses)))
             ).scalars())
 
+    @translate_db_errors
     def was_purged(self, task_id: str, *, owner: str | None = None) -> bool:
         """True when ``task_id`` existed and was removed by retention."""
         query = select(purged.c.id).where(purged.c.id == task_id)
@@ -410,6 +365,7 @@ class Ledger:
 
     # --- maintenance (the reaper) ------------------------------------------------------
 
+    @translate_db_errors
     def stale_started(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
         """Started tasks whose last heartbeat is older than ``cutoff`` (their worker is gone)."""
         with self.ac.connect() as conn:
@@ -417,8 +373,9 @@ class Ledger:
                 select(tasks).where(tasks.c.status == STARTED, tasks.c.heartbeat_at < cutoff)
                 .order_by(tasks.c.heartbeat_at).limit(limit)
             ).mappings().all()
-        return [TaskRecord.from_row(r) for r in rows]
+        return [_record(r) for r in rows]
 
+    @translate_db_errors
     def reclaim_stale(self, task_id: str, cutoff: dt.datetime, *, status: str,
                       error: str) -> bool:
         """Move a stale started task to ``status`` (retry or failure); False if someone else
@@ -434,6 +391,7 @@ class Ledger:
             ).rowcount
         return bool(changed)
 
+    @translate_db_errors
     def quiet_retries(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
         """Tasks waiting in "retry" that nothing touched since ``cutoff``."""
         with self.ac.connect() as conn:
@@ -441,13 +399,15 @@ class Ledger:
                 select(tasks).where(tasks.c.status == RETRY, tasks.c.updated_at < cutoff)
                 .limit(limit)
             ).mappings().all()
-        return [TaskRecord.from_row(r) for r in rows]
+        return [_record(r) for r in rows]
 
+    @translate_db_errors
     def touch(self, task_id: str) -> None:
         """Bump ``updated_at`` (a re-publish happened)."""
         with self.ac.connect() as conn:
             conn.execute(update(tasks).where(tasks.c.id == task_id).values(updated_at=utcnow()))
 
+    @translate_db_errors
     def purge(self, completed_before: dt.datetime, *, limit: int = 5000,
               now: dt.datetime | None = None) -> int:
         """Delete terminal records completed before the cutoff, leaving tombstones."""
@@ -467,11 +427,13 @@ class Ledger:
             conn.execute(delete(tasks).where(tasks.c.id.in_(ids)))
         return len(victims)
 
+    @translate_db_errors
     def purge_tombstones(self, purged_before: dt.datetime) -> int:
         """Forget purged ids older than the cutoff (they then read as unknown)."""
         with self.ac.connect() as conn:
             return conn.execute(delete(purged).where(purged.c.purged_at < purged_before)).rowcount
 
+    @translate_db_errors
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
         with self.ac.connect() as conn:

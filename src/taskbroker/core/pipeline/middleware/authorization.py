@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskbroker.core.errors import PermissionDenied
-from taskbroker.core.middleware import Call, Middleware
+from taskbroker.core.pipeline.chain import Call, Middleware
+from taskbroker.core.pipeline.errors import PermissionDenied
 
 __all__ = ["AuthorizationMiddleware"]
 

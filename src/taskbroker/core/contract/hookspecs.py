@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from taskbroker.core.tasktype import TaskType
+    import click
+
+    from taskbroker.core.contract.tasktype import TaskType
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
 
@@ -53,4 +55,18 @@ def taskbroker_configure(settings: Any) -> None:
     """Called once with the process's :class:`~taskbroker.core.settings.Settings` after load.
 
     Use it to read settings a plugin needs; do not start threads or connections here.
+    """
+
+
+# --- command line -----------------------------------------------------------------------
+
+
+@hookspec
+def taskbroker_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``taskbroker`` command line: ``cli`` is its click group.
+
+    Called once per CLI run, lazily (only when a command is looked up).  Use
+    ``@hookimpl(tryfirst=True)`` to create a group that other plugins add subcommands to, and
+    ``trylast=True`` to add to one.  The built-in ``data`` plugin registers ``taskbroker data``
+    this way; the CLI itself never imports a plugin's module.
     """

@@ -1,14 +1,21 @@
 """Discovering plugins: built-ins, extra modules and the ``taskbroker`` entry-point group.
 
 Built-in plugins are named by the application (core does not know them) and go through the
-same hooks as third-party packages.  A plugin that fails to import, or registers a bad or
-duplicate task type, is recorded in :attr:`Plugins.errors` with its name; the others load.
+same hooks as third-party packages.  Hooks are called through pluggy (``pm.hook.<name>``), so
+``tryfirst``/``trylast`` ordering and wrappers are honoured, and each plugin is isolated: its
+hook implementations are registered through a guard that records an exception under the
+plugin's name and lets the other plugins' implementations run.  A plugin that fails to
+import, or registers a bad or duplicate task type, is recorded in :attr:`Plugins.errors` with
+its name; the others load.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import importlib
 import importlib.metadata as md
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,13 +24,17 @@ from typing import Any
 
 import pluggy
 
-from taskbroker.core import hookspecs
-from taskbroker.core.registry import Registry
-from taskbroker.core.tasktype import TaskType
+from taskbroker.core.contract import hookspecs
+from taskbroker.core.contract.registry import Registry
+from taskbroker.core.contract.tasktype import TaskType
 
 __all__ = ["PluginInfo", "Plugins", "call_configure", "load_plugins"]
 
 log = logging.getLogger("taskbroker.plugins")
+
+#: the plugin whose hook implementation is running (for attributing what it registers)
+_current_plugin: contextvars.ContextVar[str] = contextvars.ContextVar("taskbroker_plugin",
+                                                                      default="?")
 
 
 @dataclass
@@ -53,38 +64,85 @@ class Plugins:
 
     def schedules(self) -> list[dict[str, Any]]:
         """Periodic runs plugins asked for through ``taskbroker_register_schedules``."""
-        entries: list[dict[str, Any]] = []
-        for impl in self.manager.hook.taskbroker_register_schedules.get_hookimpls():
-            plugin = self.manager.get_name(impl.plugin) or "?"
+        entries: list[tuple[str, dict[str, Any]]] = []
 
-            def register(
-                name: str, task_type: str, schedule: Any, params: dict | None = None,
-                _plugin: str = plugin,
-            ) -> None:
-                entries.append({"name": name, "task_type": task_type, "schedule": schedule,
-                                "params": dict(params or {}), "plugin": _plugin})
+        def register(name: str, task_type: str, schedule: Any,
+                     params: dict | None = None) -> None:
+            plugin = _current_plugin.get()
+            entries.append((plugin, {"name": name, "task_type": task_type,
+                                     "schedule": schedule, "params": dict(params or {}),
+                                     "plugin": plugin}))
 
-            try:
-                impl.function(register=register)
-            except Exception as exc:  # a broken plugin must not take the process down
-                self.info[plugin].errors.append(f"register_schedules failed: {exc!r}")
-                log.error("plugin %s: register_schedules failed: %r", plugin, exc)
-        return entries
+        self.manager.hook.taskbroker_register_schedules(register=register)
+        return [entry for _, entry in _in_load_order(entries, self.info)]
+
+    def register_commands(self, cli: Any) -> None:
+        """Let plugins add commands to ``cli`` (``taskbroker_register_commands``)."""
+        self.manager.hook.taskbroker_register_commands(cli=cli)
+
+
+class _Guarded:
+    """A plugin as pluggy sees it: its hook implementations, each run in isolation; any
+    other attribute is the plugin's own.
+
+    An exception from one implementation is recorded under the plugin's name (and logged)
+    and the hook call goes on with the next plugin.  Wrappers are passed through unguarded
+    (they must see the other implementations' results and errors).
+    """
+
+    def __init__(self, plugin: object, name: str, info: PluginInfo, project: str) -> None:
+        self.__wrapped__ = plugin
+        marker = f"{project}_impl"
+        for attr in dir(plugin):
+            if not attr.startswith(f"{project}_"):
+                continue
+            fn = getattr(plugin, attr, None)
+            opts = getattr(fn, marker, None)
+            if not callable(fn) or not isinstance(opts, dict):
+                continue
+            if opts.get("wrapper") or opts.get("hookwrapper"):
+                setattr(self, attr, fn)
+                continue
+            guarded = _guard(fn, name, attr[len(project) + 1:], info)
+            setattr(guarded, marker, opts)
+            setattr(self, attr, guarded)
+
+    def __getattr__(self, name: str) -> Any:
+        # everything else is the plugin's own (``pm.get_plugin(name).SOMETHING``)
+        return getattr(self.__wrapped__, name)
+
+
+def _guard(fn: Callable[..., Any], plugin: str, hook: str, info: PluginInfo
+           ) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        token = _current_plugin.set(plugin)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # a broken plugin must not take the process down
+            info.errors.append(f"{hook} failed: {exc!r}")
+            log.error("plugin %s: %s failed: %r", plugin, hook, exc)
+            return None
+        finally:
+            _current_plugin.reset(token)
+
+    guarded.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    return guarded
+
+
+def _in_load_order(items: list[tuple[str, Any]], info: dict[str, PluginInfo]
+                   ) -> list[tuple[str, Any]]:
+    """``(plugin, item)`` pairs sorted by when their plugin was loaded (stable within one)."""
+    order = {name: i for i, name in enumerate(info)}
+    return sorted(items, key=lambda pair: order.get(pair[0], len(order)))
 
 
 def call_configure(pm: pluggy.PluginManager, info: dict[str, PluginInfo], settings: Any) -> None:
-    """Call every ``taskbroker_configure`` implementation, each in isolation.
+    """Call every ``taskbroker_configure`` implementation (each in isolation) with ``settings``.
 
     A plugin whose hook raises gets the error recorded under its name; the others go on.
     """
-    for impl in pm.hook.taskbroker_configure.get_hookimpls():
-        name = pm.get_name(impl.plugin) or "?"
-        try:
-            impl.function(settings=settings)
-        except Exception as exc:
-            info.setdefault(name, PluginInfo(name, None, "module")).errors.append(
-                f"configure failed: {exc!r}")
-            log.error("plugin %s: configure failed: %r", name, exc)
+    pm.hook.taskbroker_configure(settings=settings)
 
 
 def _distribution_version(module_name: str) -> str | None:
@@ -138,7 +196,7 @@ def load_plugins(
             return
         info[name] = PluginInfo(name, version, source)
         try:
-            pm.register(plugin, name=name)
+            pm.register(_Guarded(plugin, name, info[name], hookspecs.PROJECT), name=name)
         except Exception as exc:
             info[name].errors.append(f"could not register: {exc}")
             log.error("plugin %s could not register: %s", name, exc)
@@ -179,26 +237,20 @@ def load_plugins(
     if configure is not None:
         configure(pm, info)
 
+    offered: list[tuple[str, TaskType]] = []
+    pm.hook.taskbroker_register_task_types(
+        register=lambda task_type: offered.append((_current_plugin.get(), task_type)))
     registry = Registry()
-    for impl in pm.hook.taskbroker_register_task_types.get_hookimpls():
-        name = pm.get_name(impl.plugin) or "?"
+    # pluggy calls the last registered plugin first; the first loaded keeps a contested name
+    for name, task_type in _in_load_order(offered, info):
         plugin_info = info.setdefault(name, PluginInfo(name, None, "module"))
-
-        def register(task_type: TaskType, _name: str = name,
-                     _info: PluginInfo = plugin_info) -> None:
-            try:
-                registry.add(task_type, plugin=_name)
-            except (ValueError, TypeError) as exc:
-                _info.errors.append(str(exc))
-                log.error("plugin %s: %s", _name, exc)
-                return
-            _info.task_types.append(task_type.name)
-
         try:
-            impl.function(register=register)
-        except Exception as exc:
-            plugin_info.errors.append(f"register_task_types failed: {exc!r}")
-            log.error("plugin %s: register_task_types failed: %r", name, exc)
+            registry.add(task_type, plugin=name)
+        except (ValueError, TypeError) as exc:
+            plugin_info.errors.append(str(exc))
+            log.error("plugin %s: %s", name, exc)
+            continue
+        plugin_info.task_types.append(task_type.name)
 
     for name, plugin_info in info.items():
         plugin = pm.get_plugin(name)

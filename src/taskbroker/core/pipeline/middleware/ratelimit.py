@@ -15,9 +15,9 @@ Lua scripts make every check atomic across processes) and in memory in embedded 
 are keyed by operation and user id (never by token).  Admins are limited like everybody else.
 
 The middleware fails closed: when Redis cannot be reached the call is refused with
-:class:`~taskbroker.core.errors.BrokerUnavailable` rather than let through.  A normal call costs
-one Redis round trip per configured limit of its operation (one with the defaults); a refused
-call costs one more, to read when the window frees up.
+:class:`~taskbroker.core.pipeline.errors.BrokerUnavailable` rather than let through.  A normal
+call costs one Redis round trip per configured limit of its operation (one with the
+defaults); a refused call costs one more, to read when the window frees up.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from limits.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 
-from taskbroker.core.errors import BrokerUnavailable, RateLimited, Unauthenticated
-from taskbroker.core.middleware import OPERATIONS, Call, Middleware
+from taskbroker.core.pipeline.chain import OPERATIONS, Call, Middleware
+from taskbroker.core.pipeline.errors import BrokerUnavailable, RateLimited, Unauthenticated
 from taskbroker.core.settings import Settings
 
 __all__ = [
@@ -276,7 +276,8 @@ def _redis_storage(url: str, timeout: float) -> RedisStorage:
                         socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
-def build_rate_limit_middleware(settings: Settings, ledger: object) -> RateLimitMiddleware:
+def build_rate_limit_middleware(settings: Settings, ledger: ActiveCounter | None
+                                ) -> RateLimitMiddleware:
     """The rate-limit middleware the settings describe.
 
     Redis storage when ``settings.redis_url`` is set (distributed mode), in-memory otherwise;
@@ -290,9 +291,8 @@ def build_rate_limit_middleware(settings: Settings, ledger: object) -> RateLimit
         _redis_storage(settings.redis_url, settings.broker_timeout)
         if settings.redis_url else MemoryStorage()
     )
-    counter = ledger if hasattr(ledger, "count_active") else None
     return RateLimitMiddleware(
         limits, storage=storage, strategy=settings.rate_limit_strategy,
-        ledger=counter,  # type: ignore[arg-type]
+        ledger=ledger,
         max_active=settings.max_active_per_user,
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from taskbroker.core.errors import InvalidRequest
-from taskbroker.core.middleware import Call, Middleware
-from taskbroker.core.registry import Registry
+from taskbroker.core.contract.registry import Registry
+from taskbroker.core.pipeline.chain import Call, Middleware
+from taskbroker.core.pipeline.errors import InvalidRequest
+from taskbroker.core.pipeline.models import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 
 __all__ = ["ValidationMiddleware"]
 
@@ -42,9 +43,11 @@ class ValidationMiddleware(Middleware):
             task_type = args.get("task_type")
             if task_type is not None:
                 call.task_type = self.registry.get(task_type)
-            limit = args.get("limit", 100)
-            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-                raise InvalidRequest(f"limit: expected an integer 1..1000, got {limit!r}")
+            limit = args.get("limit", DEFAULT_LIST_LIMIT)
+            if (isinstance(limit, bool) or not isinstance(limit, int)
+                    or not 1 <= limit <= MAX_LIST_LIMIT):
+                raise InvalidRequest(
+                    f"limit: expected an integer 1..{MAX_LIST_LIMIT}, got {limit!r}")
 
     def _check_start(self, call: Call) -> None:
         args = call.args

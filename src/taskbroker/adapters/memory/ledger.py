@@ -1,0 +1,282 @@
+"""An in-process :class:`~taskbroker.core.ports.Ledger`: task records in a dict, under a lock.
+
+For fast tests of the pipeline and for plugin authors (``taskbroker.testing``): it keeps every
+promise of the port (conditional state changes, idempotency keys, tombstones) and passes the
+same contract suite as the SQL ledger, but lives and dies with its process.  Set
+``unavailable`` to make every call raise :class:`~taskbroker.core.ports.Unavailable`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from taskbroker.core.ports import (
+    ACTIVE,
+    QUEUED,
+    RETRY,
+    REVOKED,
+    STARTED,
+    TERMINAL,
+    ActiveRow,
+    Ledger,
+    TaskRecord,
+    Unavailable,
+    utcnow,
+)
+
+__all__ = ["MemoryLedger"]
+
+
+class MemoryLedger(Ledger):
+    """The ledger port in memory (thread-safe; one process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._tasks: dict[str, TaskRecord] = {}
+        self._updated: dict[str, dt.datetime] = {}
+        self._purged: dict[str, tuple[str, dt.datetime]] = {}
+        #: when True, every call raises Unavailable (an outage, for tests)
+        self.unavailable = False
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryLedger:
+        """A new, empty ledger (``memory://``: the URL names no place)."""
+        return cls()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise Unavailable("ledger database unavailable: try again shortly")
+
+    def _set(self, task_id: str, now: dt.datetime | None = None, **changes: Any) -> TaskRecord:
+        record = dataclasses.replace(self._tasks[task_id], **changes)
+        self._tasks[task_id] = record
+        self._updated[task_id] = now or utcnow()
+        return record
+
+    def _visible(self, task_id: str, owner: str | None) -> TaskRecord | None:
+        record = self._tasks.get(task_id)
+        if record is None or (owner is not None and record.owner != owner):
+            return None
+        return record
+
+    # --- writes from the service -------------------------------------------------------
+
+    def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
+               params: Mapping[str, Any], priority: int | None = None,
+               idempotency_key: str | None = None, now: dt.datetime | None = None,
+               publish: Callable[[], None] | None = None) -> TaskRecord | None:
+        with self._lock:
+            self._check()
+            if idempotency_key is not None:
+                existing = self._by_key(owner, idempotency_key)
+                if existing is not None:
+                    return existing
+            if task_id in self._tasks:
+                raise ValueError(f"task id {task_id!r} exists")
+            if publish is not None:
+                publish()
+            now = now or utcnow()
+            self._tasks[task_id] = TaskRecord(
+                id=task_id, task_type=task_type, task_name=task_name, owner=owner,
+                params=dict(params), status=QUEUED, progress=0, message=None, result=None,
+                error=None, queued_at=now, started_at=None, completed_at=None, ended_at=None,
+                heartbeat_at=None, cancel_requested=False, worker=None, attempts=0,
+                priority=priority, idempotency_key=idempotency_key,
+            )
+            self._updated[task_id] = now
+            return None
+
+    def _by_key(self, owner: str, key: str) -> TaskRecord | None:
+        return next((r for r in self._tasks.values()
+                     if r.owner == owner and r.idempotency_key == key), None)
+
+    def by_idempotency_key(self, owner: str, key: str) -> TaskRecord | None:
+        with self._lock:
+            self._check()
+            return self._by_key(owner, key)
+
+    def cancel(self, task_id: str, *, owner: str | None = None,
+               now: dt.datetime | None = None) -> tuple[TaskRecord | None, bool]:
+        with self._lock:
+            self._check()
+            record = self._visible(task_id, owner)
+            if record is None or record.status not in ACTIVE:
+                return record, False
+            now = now or utcnow()
+            return self._set(task_id, now, status=REVOKED, cancel_requested=True,
+                             completed_at=now, progress=100, message="canceled"), True
+
+    # --- writes from the worker --------------------------------------------------------
+
+    def mark_started(self, task_id: str, *, worker: str | None,
+                     now: dt.datetime | None = None) -> bool:
+        with self._lock:
+            self._check()
+            record = self._tasks.get(task_id)
+            if record is None or record.status not in (QUEUED, RETRY) or record.cancel_requested:
+                return False
+            now = now or utcnow()
+            self._set(task_id, now, status=STARTED, started_at=record.started_at or now,
+                      heartbeat_at=now, ended_at=None, worker=worker,
+                      attempts=record.attempts + 1, progress=0, message=None)
+            return True
+
+    def heartbeat(self, task_id: str) -> None:
+        with self._lock:
+            self._check()
+            record = self._tasks.get(task_id)
+            if record is not None and record.status == STARTED:
+                self._tasks[task_id] = dataclasses.replace(record, heartbeat_at=utcnow())
+
+    def report_progress(self, task_id: str, progress: int, message: str | None) -> None:
+        with self._lock:
+            self._check()
+            record = self._tasks.get(task_id)
+            if record is None or record.status != STARTED:
+                return
+            now = utcnow()
+            changes: dict[str, Any] = {"progress": progress, "heartbeat_at": now}
+            if message is not None:
+                changes["message"] = message[:2000]
+            self._set(task_id, now, **changes)
+
+    def is_cancel_requested(self, task_id: str) -> bool:
+        with self._lock:
+            self._check()
+            record = self._tasks.get(task_id)
+            return record is None or record.cancel_requested
+
+    def finish(self, task_id: str, *, status: str, result: Mapping[str, Any] | None = None,
+               error: str | None = None, now: dt.datetime | None = None) -> bool:
+        with self._lock:
+            self._check()
+            record = self._tasks.get(task_id)
+            if record is None or record.status != STARTED:
+                return False
+            now = now or utcnow()
+            changes: dict[str, Any] = {"status": status, "ended_at": now, "error": error}
+            if status in TERMINAL:
+                changes.update(completed_at=now, progress=100)
+            if result is not None:
+                changes["result"] = dict(result)
+            self._set(task_id, now, **changes)
+            return True
+
+    def mark_ended(self, task_id: str, now: dt.datetime | None = None) -> None:
+        with self._lock:
+            self._check()
+            if task_id in self._tasks:
+                self._tasks[task_id] = dataclasses.replace(self._tasks[task_id],
+                                                           ended_at=now or utcnow())
+
+    # --- reads -------------------------------------------------------------------------
+
+    def get(self, task_id: str, *, owner: str | None = None) -> TaskRecord | None:
+        with self._lock:
+            self._check()
+            return self._visible(task_id, owner)
+
+    def _active(self, owner: str | None, task_type: str | None) -> list[TaskRecord]:
+        return sorted((r for r in self._tasks.values()
+                       if r.status in ACTIVE and (owner is None or r.owner == owner)
+                       and (task_type is None or r.task_type == task_type)),
+                      key=lambda r: r.queued_at)
+
+    def list_active(self, *, owner: str | None = None, task_type: str | None = None,
+                    limit: int = 1000) -> tuple[list[ActiveRow], int]:
+        with self._lock:
+            self._check()
+            rows = self._active(owner, task_type)
+            return [ActiveRow(r.id, r.task_name, r.task_type, r.status, r.started_at,
+                              r.queued_at, r.progress, r.owner) for r in rows[:limit]], len(rows)
+
+    def count_active(self, owner: str) -> int:
+        with self._lock:
+            self._check()
+            return len(self._active(owner, None))
+
+    def active_counts(self) -> list[tuple[str, str, int]]:
+        with self._lock:
+            self._check()
+            counts: dict[tuple[str, str], int] = {}
+            for r in self._tasks.values():
+                if r.status in ACTIVE:
+                    counts[(r.task_type, r.status)] = counts.get((r.task_type, r.status), 0) + 1
+            return [(t, s, n) for (t, s), n in sorted(counts.items())]
+
+    def ids(self, statuses: Iterable[str]) -> list[str]:
+        wanted = set(statuses)
+        with self._lock:
+            self._check()
+            return [r.id for r in self._tasks.values() if r.status in wanted]
+
+    def was_purged(self, task_id: str, *, owner: str | None = None) -> bool:
+        with self._lock:
+            self._check()
+            tomb = self._purged.get(task_id)
+            return tomb is not None and (owner is None or tomb[0] == owner)
+
+    # --- maintenance -------------------------------------------------------------------
+
+    def stale_started(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
+        with self._lock:
+            self._check()
+            stale = [r for r in self._tasks.values() if r.status == STARTED
+                     and r.heartbeat_at is not None and r.heartbeat_at < cutoff]
+            return sorted(stale, key=lambda r: r.heartbeat_at or cutoff)[:limit]
+
+    def reclaim_stale(self, task_id: str, cutoff: dt.datetime, *, status: str,
+                      error: str) -> bool:
+        with self._lock:
+            self._check()
+            record = self._tasks.get(task_id)
+            if (record is None or record.status != STARTED or record.heartbeat_at is None
+                    or record.heartbeat_at >= cutoff):
+                return False
+            now = utcnow()
+            changes: dict[str, Any] = {"status": status, "error": error, "ended_at": now}
+            if status in TERMINAL:
+                changes.update(completed_at=now, progress=100)
+            self._set(task_id, now, **changes)
+            return True
+
+    def quiet_retries(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
+        with self._lock:
+            self._check()
+            return [r for r in self._tasks.values()
+                    if r.status == RETRY and self._updated[r.id] < cutoff][:limit]
+
+    def touch(self, task_id: str) -> None:
+        with self._lock:
+            self._check()
+            if task_id in self._tasks:
+                self._updated[task_id] = utcnow()
+
+    def purge(self, completed_before: dt.datetime, *, limit: int = 5000,
+              now: dt.datetime | None = None) -> int:
+        with self._lock:
+            self._check()
+            victims = [r for r in self._tasks.values() if r.status in TERMINAL
+                       and r.completed_at is not None and r.completed_at < completed_before]
+            for r in victims[:limit]:
+                del self._tasks[r.id]
+                del self._updated[r.id]
+                self._purged[r.id] = (r.owner, now or utcnow())
+            return len(victims[:limit])
+
+    def purge_tombstones(self, purged_before: dt.datetime) -> int:
+        with self._lock:
+            self._check()
+            old = [k for k, (_, at) in self._purged.items() if at < purged_before]
+            for k in old:
+                del self._purged[k]
+            return len(old)
+
+    def ping(self) -> None:
+        self._check()

@@ -1,0 +1,59 @@
+"""The ledger's tables (SQLAlchemy Core): task records and the tombstones of purged ones."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["metadata", "purged", "tasks"]
+
+metadata = MetaData()
+
+tasks = Table(
+    "taskbroker_tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("task_type", String(64), nullable=False),
+    Column("task_name", String(160), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("message", Text),
+    Column("result", JSON),
+    Column("error", Text),
+    Column("queued_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("worker", String(255)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("priority", Integer),
+    Column("idempotency_key", String(200)),
+    UniqueConstraint("owner", "idempotency_key", name="uq_taskbroker_tasks_idem"),
+    Index("ix_taskbroker_tasks_status", "status", "task_type"),
+    Index("ix_taskbroker_tasks_owner_status", "owner", "status"),
+    Index("ix_taskbroker_tasks_completed", "completed_at"),
+)
+
+purged = Table(
+    "taskbroker_purged",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("purged_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,281 @@
+"""The ports: what the core needs from a ledger and from a broker, in the core's own words.
+
+Two things are swappable behind these small abstract classes:
+
+* :class:`Ledger`: the durable record of every task (the source of truth for its state).
+  Adapters: :mod:`taskbroker.adapters.sql` (SQLite, PostgreSQL) and
+  :mod:`taskbroker.adapters.memory` (in process, for fast tests and plugin authors).
+* :class:`Broker`: hands a task to the workers and takes it back.  Adapters:
+  :mod:`taskbroker.adapters.celery` (Redis, or the filesystem transport) and
+  :mod:`taskbroker.adapters.memory` (a stub that runs messages in process on demand).
+
+Errors cross a port in the port's vocabulary (:class:`Unavailable`, :class:`Rejected`,
+:class:`PortError`): an adapter translates its driver's exceptions at its edge, so nothing
+above the adapters names a sqlalchemy, psycopg, kombu or celery exception.  Every adapter
+passes the shared contract suite in ``tests/ports``.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from taskbroker.core.contract.tasktype import TaskType
+
+__all__ = [
+    "ACTIVE",
+    "FAILURE",
+    "QUEUED",
+    "RETRY",
+    "REVOKED",
+    "STARTED",
+    "SUCCESS",
+    "TERMINAL",
+    "ActiveRow",
+    "Broker",
+    "Ledger",
+    "PortError",
+    "Rejected",
+    "TaskRecord",
+    "Unavailable",
+    "utcnow",
+]
+
+# --- the ledger's task states ----------------------------------------------------------------
+# (what clients see is derived from these in core.pipeline.models)
+
+QUEUED, STARTED, RETRY = "queued", "started", "retry"
+SUCCESS, FAILURE, REVOKED = "success", "failure", "revoked"
+#: states of a task that may still run
+ACTIVE = (QUEUED, STARTED, RETRY)
+#: states a task never leaves
+TERMINAL = (SUCCESS, FAILURE, REVOKED)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class PortError(Exception):
+    """Base of the errors an adapter raises across a port.
+
+    Messages are written for clients: no SQL, bound parameters, hosts or passwords (the
+    adapter logs those itself, or chains the driver's exception for the server log).
+    """
+
+
+class Unavailable(PortError, ConnectionError):
+    """The service behind the port (database, broker) cannot be reached right now."""
+
+
+class Rejected(PortError, ValueError):
+    """The service behind the port refused a value (a character or size it cannot store)."""
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task as the ledger knows it."""
+
+    id: str
+    task_type: str
+    task_name: str
+    owner: str
+    params: dict[str, Any]
+    status: str
+    progress: int
+    message: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    queued_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+    cancel_requested: bool
+    worker: str | None
+    attempts: int
+    priority: int | None
+    idempotency_key: str | None
+
+    @property
+    def terminal(self) -> bool:
+        """True when the task reached success, failure or revoked."""
+        return self.status in TERMINAL
+
+
+class ActiveRow(NamedTuple):
+    """One active task as a listing shows it."""
+
+    id: str
+    task_name: str
+    task_type: str
+    status: str
+    started_at: dt.datetime | None
+    queued_at: dt.datetime
+    progress: int
+    owner: str
+
+
+# --- the ledger ------------------------------------------------------------------------------
+
+
+class Ledger(abc.ABC):
+    """Durable task records with conditional state changes.
+
+    Every state change is conditional on the current state, so concurrent writers (a cancel
+    racing a worker, a re-delivered message, two reapers) cannot move a task out of a
+    terminal state or start it twice.  Methods raise :class:`Unavailable` when the store
+    cannot be reached and :class:`Rejected` when it refuses a value.
+    """
+
+    # --- writes from the service -------------------------------------------------------
+
+    @abc.abstractmethod
+    def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
+               params: Mapping[str, Any], priority: int | None = None,
+               idempotency_key: str | None = None, now: dt.datetime | None = None,
+               publish: Callable[[], None] | None = None) -> TaskRecord | None:
+        """Insert a queued record and call ``publish`` to hand its message to the broker.
+
+        Without an ``idempotency_key`` ``publish`` runs first and the record is inserted
+        after it (a failed publish leaves nothing).  With one, the insert and the publish
+        are atomic: concurrent starts with the same ``(owner, key)`` publish exactly once and
+        the others get the original record back.  Returns None when this call inserted the
+        record, else the existing record for the key.
+        """
+
+    @abc.abstractmethod
+    def by_idempotency_key(self, owner: str, key: str) -> TaskRecord | None:
+        """The task ``owner`` started with idempotency ``key``, if any."""
+
+    @abc.abstractmethod
+    def cancel(self, task_id: str, *, owner: str | None = None,
+               now: dt.datetime | None = None) -> tuple[TaskRecord | None, bool]:
+        """Mark a non-terminal task revoked and flag it for its handler.
+
+        Returns ``(record, changed)``: the record after the attempt (None when not visible to
+        ``owner``) and whether this call revoked it.
+        """
+
+    # --- writes from the worker --------------------------------------------------------
+
+    @abc.abstractmethod
+    def mark_started(self, task_id: str, *, worker: str | None,
+                     now: dt.datetime | None = None) -> bool:
+        """Move a queued or retrying, not cancelled task to started; False when it must not
+        run (revoked, running elsewhere, finished, or no record)."""
+
+    @abc.abstractmethod
+    def heartbeat(self, task_id: str) -> None:
+        """Record that the worker running ``task_id`` is alive (only while started)."""
+
+    @abc.abstractmethod
+    def report_progress(self, task_id: str, progress: int, message: str | None) -> None:
+        """Record handler progress (only while started; a late report changes nothing)."""
+
+    @abc.abstractmethod
+    def is_cancel_requested(self, task_id: str) -> bool:
+        """True once the task was cancelled (or its record vanished)."""
+
+    @abc.abstractmethod
+    def finish(self, task_id: str, *, status: str, result: Mapping[str, Any] | None = None,
+               error: str | None = None, now: dt.datetime | None = None) -> bool:
+        """End a started task with ``status`` (success, failure or retry); False when it was
+        not started any more (cancelled meanwhile, or finished by someone else)."""
+
+    @abc.abstractmethod
+    def mark_ended(self, task_id: str, now: dt.datetime | None = None) -> None:
+        """Record that the handler process let go of the task (whatever its status)."""
+
+    # --- reads -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get(self, task_id: str, *, owner: str | None = None) -> TaskRecord | None:
+        """The record for ``task_id`` (None when absent or, with ``owner``, not theirs)."""
+
+    @abc.abstractmethod
+    def list_active(self, *, owner: str | None = None, task_type: str | None = None,
+                    limit: int = 1000) -> tuple[list[ActiveRow], int]:
+        """Queued, started and retrying tasks, oldest first (at most ``limit``), and how many
+        there are in all."""
+
+    @abc.abstractmethod
+    def count_active(self, owner: str) -> int:
+        """How many non-terminal tasks ``owner`` has."""
+
+    @abc.abstractmethod
+    def active_counts(self) -> list[tuple[str, str, int]]:
+        """``(task_type, status, count)`` for every non-terminal combination (for gauges)."""
+
+    @abc.abstractmethod
+    def ids(self, statuses: Iterable[str]) -> list[str]:
+        """Ids of tasks in ``statuses`` (maintenance and tests)."""
+
+    @abc.abstractmethod
+    def was_purged(self, task_id: str, *, owner: str | None = None) -> bool:
+        """True when ``task_id`` existed (for ``owner``) and was removed by retention."""
+
+    # --- maintenance (the reaper) -------------------------------------------------------
+
+    @abc.abstractmethod
+    def stale_started(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
+        """Started tasks whose last heartbeat is older than ``cutoff``, oldest first."""
+
+    @abc.abstractmethod
+    def reclaim_stale(self, task_id: str, cutoff: dt.datetime, *, status: str,
+                      error: str) -> bool:
+        """Move a still-stale started task to ``status`` (retry or failure); False when
+        someone else (its worker, another reaper, a cancel) changed it first."""
+
+    @abc.abstractmethod
+    def quiet_retries(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
+        """Tasks waiting in "retry" that nothing touched since ``cutoff``."""
+
+    @abc.abstractmethod
+    def touch(self, task_id: str) -> None:
+        """Bump the record's update time (a re-publish happened)."""
+
+    @abc.abstractmethod
+    def purge(self, completed_before: dt.datetime, *, limit: int = 5000,
+              now: dt.datetime | None = None) -> int:
+        """Delete terminal records completed before the cutoff, leaving tombstones."""
+
+    @abc.abstractmethod
+    def purge_tombstones(self, purged_before: dt.datetime) -> int:
+        """Forget purged ids older than the cutoff (they then read as unknown)."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise :class:`Unavailable` when the store cannot be reached."""
+
+
+# --- the broker ------------------------------------------------------------------------------
+
+
+class Broker(abc.ABC):
+    """Hands tasks to workers and takes them back; :class:`Unavailable` when unreachable."""
+
+    @abc.abstractmethod
+    def publish(self, task_type: TaskType, task_id: str, params: Mapping[str, Any], *,
+                owner: str, roles: frozenset[str], priority: int | None = None,
+                headers: Mapping[str, Any] | None = None) -> None:
+        """Hand ``task_id`` to the workers of ``task_type.queue``."""
+
+    @abc.abstractmethod
+    def revoke(self, task_id: str, *, terminate: bool = False) -> None:
+        """Tell workers not to run ``task_id`` (best effort: the ledger is what stops it)."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise :class:`Unavailable` when the broker cannot be reached."""

@@ -1,0 +1,274 @@
+"""The runtime: what happens to one delivered task, whatever broker delivered it.
+
+claim -> run the handler -> finish, returning an explicit :class:`Outcome`:
+
+1. **claim**: move the ledger record to started for this worker.  A record that is revoked,
+   running elsewhere or finished is never started (that is what makes re-delivered messages
+   harmless); a message whose record is not there yet waits a moment for it.
+2. **run**: validate the parameters and call the handler with a :class:`TaskContext` wired to
+   the ledger, while a :class:`Watchdog` writes heartbeats and enforces cancellation.
+3. **finish**: record success, failure or retry in the ledger, retrying the write while the
+   database is away (a worker must not lose a result because the database blinked).
+
+The broker adapter turns the outcome into its own terms (Celery: ``self.retry``, a raised
+error, or a plain return) and observability reads the outcome instead of the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from taskbroker.core.contract.tasktype import (
+    RetryableError,
+    TaskCancelled,
+    TaskContext,
+    TaskType,
+)
+from taskbroker.core.ports import FAILURE, RETRY, STARTED, SUCCESS, Ledger, Unavailable
+
+__all__ = ["Outcome", "OutcomeStatus", "Runtime", "Watchdog", "durable"]
+
+log = logging.getLogger("taskbroker.worker")
+
+T = TypeVar("T")
+
+#: what became of one delivery: the ledger's end states, plus "skipped" (not started here:
+#: revoked, running elsewhere, finished, or no record) and "revoked" (cancelled while running)
+OutcomeStatus = Literal["success", "failure", "retry", "revoked", "skipped"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of :meth:`Runtime.execute`.
+
+    Attributes:
+        status: see :data:`OutcomeStatus`.
+        result: the handler's result (success).
+        error: the error text recorded in the ledger (failure, retry).
+        exc: the exception that ended the handler (failure, retry), for the adapter to raise.
+        retry_in: seconds to wait before the next attempt (retry).
+    """
+
+    status: OutcomeStatus
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    exc: BaseException | None = None
+    retry_in: float | None = None
+
+
+def durable(fn: Callable[..., T], *args: Any, patience: float, **kwargs: Any) -> T:
+    """Call a ledger method, retrying while the ledger is unreachable (up to ``patience`` s).
+
+    The ledger is retried with backoff (0.2 s doubling to 5 s); past ``patience`` the
+    :class:`~taskbroker.core.ports.Unavailable` propagates.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Unavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("ledger unavailable (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class Watchdog:
+    """While a handler runs: heartbeats to the ledger, and enforcement of cancellation.
+
+    A cancelled handler gets ``grace`` seconds to stop cooperatively; after that, when
+    ``terminate`` is allowed (a prefork pool child, which the pool replaces), the process
+    kills itself; the message is re-delivered and skipped because the ledger says revoked.
+    Elsewhere the watchdog can only log.
+    """
+
+    def __init__(self, ledger: Ledger, task_id: str, *, grace: float,
+                 heartbeat_interval: float, terminate: bool, poll: float = 0.5) -> None:
+        self.ledger, self.task_id = ledger, task_id
+        self.grace, self.heartbeat_interval, self.poll = grace, heartbeat_interval, poll
+        self.terminate = terminate
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"watchdog-{task_id}",
+                                        daemon=True)
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+
+    def _loop(self) -> None:
+        last_beat = time.monotonic()
+        cancelled_at: float | None = None
+        while not self._done.wait(self.poll):
+            now = time.monotonic()
+            try:
+                if now - last_beat >= self.heartbeat_interval:
+                    self.ledger.heartbeat(self.task_id)
+                    last_beat = now
+                if cancelled_at is None and self.ledger.is_cancel_requested(self.task_id):
+                    cancelled_at = now
+            except Exception as exc:  # the database may be briefly away; try again
+                log.warning("watchdog for %s: %s", self.task_id, type(exc).__name__)
+                continue
+            if cancelled_at is not None and now - cancelled_at >= self.grace:
+                if self._done.is_set():
+                    return
+                if self.terminate:
+                    log.warning("task %s ignored cancellation for %.0f s: terminating its "
+                                "process", self.task_id, self.grace)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                log.warning("task %s ignored cancellation; this process cannot terminate it",
+                            self.task_id)
+                return
+
+
+class Runtime:
+    """Runs delivered tasks against a ledger (one instance per worker process tree).
+
+    Args:
+        ledger: where records are claimed, reported on and finished.
+        cancel_grace: seconds a cancelled handler may take to stop on its own.
+        heartbeat_interval: seconds between heartbeats of a running task.
+        patience: how long ledger writes are retried while the ledger is unreachable.
+        time_limit_errors: exceptions the execution engine raises inside a handler when its
+            soft time limit passes (Celery's ``SoftTimeLimitExceeded``); they end the task as
+            failure "time limit exceeded".
+        claim_wait: how long a message may wait for its ledger record to appear.
+    """
+
+    def __init__(self, ledger: Ledger, *, cancel_grace: float = 10.0,
+                 heartbeat_interval: float = 5.0, patience: float = 120.0,
+                 time_limit_errors: tuple[type[BaseException], ...] = (),
+                 claim_wait: float = 5.0) -> None:
+        self.ledger = ledger
+        self.cancel_grace = cancel_grace
+        self.heartbeat_interval = heartbeat_interval
+        self.patience = patience
+        self.time_limit_errors = time_limit_errors
+        self.claim_wait = claim_wait
+        #: True in a process that may kill itself to stop a handler that ignores a cancel
+        self.may_terminate = False
+
+    # --- one delivery --------------------------------------------------------------------
+
+    def claim(self, task_id: str, worker: str) -> bool:
+        """Move the task to started for ``worker``; False when it must not run here.
+
+        The service may publish a moment before the record is committed, so a worker can see
+        a message before its record: while there is none, wait for it (up to ``claim_wait``
+        seconds; after that the start was rolled back and the message is dropped).
+
+        Raises:
+            Unavailable: the ledger stayed unreachable for ``patience`` seconds.
+        """
+        deadline = time.monotonic() + self.claim_wait
+        while True:
+            if durable(self.ledger.mark_started, task_id, worker=worker,
+                       patience=self.patience):
+                return True
+            record = durable(self.ledger.get, task_id, patience=self.patience)
+            if record is not None and (record.status not in ("queued", "retry")
+                                       or record.cancel_requested):
+                return False
+            if time.monotonic() > deadline:
+                log.warning("task %s has no ledger record (its start was rolled back); "
+                            "dropped", task_id)
+                return False
+            if record is None:
+                time.sleep(0.005)
+            # else: the record was inserted between our two reads: try again at once
+
+    def execute(self, task_type: TaskType, task_id: str, params: Mapping[str, Any] | None, *,
+                owner: str | None, roles: frozenset[str], worker: str,
+                retries: int = 0) -> Outcome:
+        """Claim, run and finish one delivery of ``task_id``; never raises for the handler.
+
+        ``retries`` is how many times this task was retried already (its retry budget is the
+        type's ``max_retries``).
+
+        Raises:
+            Unavailable: the claim could not reach the ledger (the adapter should give the
+                message back to the broker).
+        """
+        if not self.claim(task_id, worker):
+            log.info("task %s not started: revoked, running elsewhere or finished", task_id)
+            return Outcome("skipped")
+        ctx = TaskContext(
+            task_id, task_type.name, sink=self.ledger, owner=owner, roles=roles,
+            logger=logging.getLogger(f"taskbroker.task.{task_type.name}"),
+        )
+        watchdog = Watchdog(self.ledger, task_id, grace=self.cancel_grace,
+                            heartbeat_interval=self.heartbeat_interval,
+                            terminate=self.may_terminate)
+        try:
+            model = task_type.params.model_validate(dict(params or {}))
+            with watchdog:
+                result = dict(task_type.run(model, ctx) or {})
+        except TaskCancelled:
+            durable(self.ledger.mark_ended, task_id, patience=self.patience)
+            return Outcome("revoked")
+        except RetryableError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if retries < task_type.max_retries:
+                self._end(task_id, RETRY, error=error)
+                return Outcome("retry", error=error, exc=exc, retry_in=min(60, 2 ** retries))
+            error = f"{error} (gave up after {task_type.max_retries} retries)"
+            return self._fail(task_id, error, exc)
+        except Exception as exc:
+            if isinstance(exc, self.time_limit_errors):
+                limit = task_type.soft_time_limit or 0
+                return self._fail(task_id, f"time limit exceeded: soft limit of {limit:g} s",
+                                  exc)
+            return self._fail(task_id, f"{type(exc).__name__}: {exc}", exc)
+        if not self._end(task_id, SUCCESS, result=result):
+            # cancelled while finishing: the revoke stands
+            durable(self.ledger.mark_ended, task_id, patience=self.patience)
+            return Outcome("revoked")
+        return Outcome("success", result=result)
+
+    def _end(self, task_id: str, status: str, **fields: Any) -> bool:
+        return durable(self.ledger.finish, task_id, patience=self.patience, status=status,
+                       **fields)
+
+    def _fail(self, task_id: str, error: str, exc: BaseException) -> Outcome:
+        if not self._end(task_id, FAILURE, error=error):
+            durable(self.ledger.mark_ended, task_id, patience=self.patience)
+            return Outcome("revoked")
+        return Outcome("failure", error=error, exc=exc)
+
+    # --- events outside the handler's process ----------------------------------------------
+
+    def on_hard_time_limit(self, task_id: str, timeout: float) -> None:
+        """The handler's process was killed at its hard time limit: the task failed."""
+        self.ledger.finish(task_id, status=FAILURE,
+                           error=f"time limit exceeded: hard limit of {timeout:g} s, "
+                                 "process killed")
+
+    def on_worker_lost(self, task_id: str, task_type: TaskType | None) -> None:
+        """The process running ``task_id`` died: retry it when that is safe, else fail it.
+
+        An idempotent type with retry budget left goes back to "retry" (the broker
+        re-delivers its message); anything else ends as failure "worker lost".
+        """
+        record = self.ledger.get(task_id)
+        if record is None:
+            return
+        if record.status != STARTED:  # e.g. revoked and terminated by the watchdog
+            self.ledger.mark_ended(task_id)
+            return
+        budget = task_type.max_retries if task_type else 0
+        if task_type is not None and task_type.idempotent and record.attempts <= budget:
+            self.ledger.finish(task_id, status=RETRY, error="worker lost; re-delivered")
+        else:
+            self.ledger.finish(task_id, status=FAILURE, error="worker lost")
