@@ -14,29 +14,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
 from celery import Celery, signals
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from prometheus_client.registry import Collector
+from prometheus_client.multiprocess import mark_process_dead
 
 from taskbroker.adapters.celery.tasks import OUTCOME_ATTR
 from taskbroker.core.settings import Settings
@@ -50,33 +41,13 @@ from taskbroker.observability.tracing import (
     get_tracer,
     tracing_enabled,
 )
+from taskbroker.observability.worker_http import WorkerMetricsServer
 
 __all__ = ["WorkerObservability", "install_worker_observability"]
 
 log = logging.getLogger("taskbroker.observability")
 
 TASK_PREFIX = "taskbroker.tasks."
-
-class _UpCollector(Collector):
-    """``taskbroker_worker_up``: 1 while this worker consumes tasks."""
-
-    def __init__(self, is_up: Callable[[], bool]) -> None:
-        self._is_up = is_up
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("taskbroker_worker_up",
-                                "1 while this worker is ready and consuming tasks.",
-                                value=1 if self._is_up() else 0)
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes are not worth a log line each."""
-
 
 @dataclass
 class _Running:
@@ -93,7 +64,7 @@ class WorkerObservability:
         self.app = app
         self.settings = settings
         self.ready = False
-        self.server: WSGIServer | None = None
+        self.http = WorkerMetricsServer(lambda: self.ready)
         self._own_dir: Path | None = None
         self._running: dict[str, _Running] = {}
         self._prefork = True
@@ -136,36 +107,19 @@ class WorkerObservability:
     def on_worker_ready(self, **_: Any) -> None:
         """Main process, pool started: serve /metrics and /healthz."""
         self.ready = True
-        port = self.settings.worker_metrics_port
-        host = self.settings.worker_metrics_host
-        if port and self.server is None:
-            try:
-                self.server = make_server(host, port, self.wsgi,
-                                          server_class=_ThreadingWSGIServer,
-                                          handler_class=_QuietHandler)
-            except OSError as exc:
-                log.warning("worker metrics: cannot listen on %s:%s (%s)", host,
-                            port, exc)
-                return
-            threading.Thread(target=self.server.serve_forever, name="taskbroker-metrics",
-                             daemon=True).start()
-            log.info("worker metrics on http://%s:%s/metrics", host, port)
+        if self.settings.worker_metrics_port:
+            self.http.start(self.settings.worker_metrics_host, self.settings.worker_metrics_port)
 
     def on_worker_shutdown(self, **_: Any) -> None:
         """Main process, stopping: report down, stop serving, remove our own directory."""
         self.ready = False
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+        self.http.stop()
         if self._own_dir is not None:
             metrics.remove_multiprocess_dir(self._own_dir)
 
     def on_process_init(self, **_: Any) -> None:
         """Each pool child (or the solo pool): tracing, and no inherited listening socket."""
-        if self.server is not None:  # forked after worker_ready (replacement child)
-            self.server.socket.close()
-            self.server = None
+        self.http.forget_after_fork()  # a replacement child forked after worker_ready
         self._running.clear()
         configure_tracing("taskbroker-worker")
 
@@ -253,39 +207,6 @@ class WorkerObservability:
         """Main process: a revoked task's message was discarded (or its process terminated)."""
         name = getattr(request, "task_name", None) or getattr(request, "name", None)
         metrics.worker_metrics().tasks.labels(self.task_type(name), "revoked").inc()
-
-    # --- HTTP -------------------------------------------------------------------------
-
-    def render(self) -> bytes:
-        """This worker's metrics: every process's files summed, plus worker_up."""
-        registry = CollectorRegistry()
-        if metrics.multiprocess_dir() is not None:
-            MultiProcessCollector(registry)
-        else:
-            registry = metrics.worker_metrics().registry
-        registry.register(_UpCollector(lambda: self.ready))
-        return generate_latest(registry)
-
-    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]
-             ) -> Iterable[bytes]:
-        """The WSGI app: ``/metrics`` and ``/healthz``."""
-        path = environ.get("PATH_INFO", "/")
-        if path == "/metrics":
-            try:
-                body = self.render()
-            except Exception as exc:
-                log.warning("worker metrics failed: %r", exc)
-                start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
-                return [b"metrics unavailable\n"]
-            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
-            return [body]
-        if path == "/healthz":
-            status = "200 OK" if self.ready else "503 Service Unavailable"
-            start_response(status, [("Content-Type", "application/json")])
-            return [json.dumps({"status": "ok" if self.ready else "starting"}).encode()]
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found\n"]
-
 
 def _header(request: Any, key: str) -> Any:
     value = getattr(request, key, None)

@@ -11,6 +11,10 @@ but keeps the crisis history (an audit trail) and fallbacks (each names the run 
 computed from).  Activating a crisis while one is active supersedes it (the old row is
 closed, naming the new approver).  Saving a fallback replaces the previous one of the same
 scenario.  Timestamps are stored and returned in UTC.
+
+Why one module of ~350 lines: one store class over the ``schedule_*`` tables; the program's
+bulk load (a hand-tuned cursor loop, see :func:`_load_assignments`) and the small crisis and
+fallback sections share its engine and its UTC conversions.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ broker and ledger.  Which plugins the worker loads is decided by session-scoped 
 
 This module is imported by every pytest run where taskbroker is installed: keep its imports
 cheap (taskbroker's application is imported only when a fixture runs).
+
+Why one module of ~350 lines: it is the ``pytest11`` entry point, and pytest plugins are
+simplest for their users as one module: every fixture a plugin author can use is here.
 """
 
 from __future__ import annotations

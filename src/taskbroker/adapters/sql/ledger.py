@@ -9,6 +9,10 @@ Database errors are translated at this edge (:func:`_translated`): an unreachabl
 :class:`~taskbroker.core.ports.Unavailable`, a refused value
 :class:`~taskbroker.core.ports.Rejected`; a connection that died in the pool (a database
 restart) is retried once on a fresh one.
+
+Why one module of ~440 lines: it is one class implementing the whole Ledger port, so every
+statement against the tasks table (and the conditions that make each transition safe) can be
+read side by side; splitting it by method group would scatter those conditions.
 """
 
 from __future__ import annotations
