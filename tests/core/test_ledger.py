@@ -20,10 +20,13 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
         yield Ledger(engine_for(request.getfixturevalue("postgres").url))
 
 
-def new(ledger: Ledger, owner: str = "u", key: str | None = None, publish=None) -> str:
+def new(ledger: Ledger, owner: str = "u", key: str | None = None,
+        inserted: list[str] | None = None) -> str:
     tid = str(uuid.uuid4())
     existing = ledger.create(task_id=tid, task_type="t", task_name="tb.t", owner=owner,
-                             params={"x": 1}, idempotency_key=key, publish=publish)
+                             params={"x": 1}, idempotency_key=key)
+    if existing is None and inserted is not None:
+        inserted.append(tid)
     return existing.id if existing else tid
 
 
@@ -69,21 +72,23 @@ def test_owner_scoping(ledger: Ledger) -> None:
     assert tid not in {r.id for r in ledger.list_active(owner="bob")[0]}
 
 
-def test_failed_publish_leaves_no_record(ledger: Ledger) -> None:
-    def publish() -> None:
-        raise ConnectionError("broker down")
-
-    tid = str(uuid.uuid4())
-    with pytest.raises(ConnectionError):
-        ledger.create(task_id=tid, task_type="t", task_name="tb.t", owner="u", params={},
-                      publish=publish)
-    assert ledger.get(tid) is None
+def test_discard_takes_back_only_a_never_claimed_queued_record(ledger: Ledger) -> None:
+    tid = new(ledger)
+    assert ledger.discard(tid) and ledger.get(tid) is None
+    assert not ledger.discard(tid), "nothing left to discard"
+    started = new(ledger)
+    assert ledger.mark_started(started, worker="w")
+    assert not ledger.discard(started) and ledger.get(started).status == "started"
+    retried = new(ledger)
+    assert ledger.mark_started(retried, worker="w")
+    assert ledger.finish(retried, status="retry", error="again")
+    assert not ledger.discard(retried), "a task that ran once is never discarded"
 
 
 def test_idempotency_key_is_per_owner(ledger: Ledger) -> None:
     key = uuid.uuid4().hex
-    published: list[int] = []
-    a = new(ledger, owner="alice", key=key, publish=lambda: published.append(1))
-    a2 = new(ledger, owner="alice", key=key, publish=lambda: published.append(1))
-    b = new(ledger, owner="bob", key=key, publish=lambda: published.append(1))
-    assert a == a2 and a != b and len(published) == 2
+    inserted: list[str] = []
+    a = new(ledger, owner="alice", key=key, inserted=inserted)
+    a2 = new(ledger, owner="alice", key=key, inserted=inserted)
+    b = new(ledger, owner="bob", key=key, inserted=inserted)
+    assert a == a2 and a != b and inserted == [a, b]

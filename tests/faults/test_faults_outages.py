@@ -115,3 +115,58 @@ def test_database_outage(dist_env: dict[str, str], postgres: Postgres, tmp_path:
     finally:
         worker.stop()
         proxy.close()
+
+
+def test_starts_refused_during_a_ledger_outage_leave_nothing_in_the_broker(
+    dist_env: dict[str, str], postgres: Postgres, redis_server: Redis
+) -> None:
+    """Retrying clients during a 15 s ledger outage: every start is refused, no message is
+    left behind (the old publish-then-insert path left one per attempt, each holding a worker
+    slot for 5 s after recovery), and the first real task after recovery starts at once."""
+    import redis as redis_lib
+
+    proxy = TcpProxy("127.0.0.1", int(postgres.url.split(":")[-1].split("/")[0]))
+    url = postgres.url.replace(postgres.url.split("@")[1].split("/")[0],
+                               f"127.0.0.1:{proxy.port}")
+    broker_url = redis_server.url.rsplit("/", 1)[0] + "/3"
+    env = dict(dist_env, TASKBROKER_DATABASE_URL=url, TASKBROKER_REDIS_URL=broker_url)
+    settings = settings_from_env(env)
+    app = build_app(settings, plugins=load_app_plugins(settings))
+    queue = redis_lib.Redis.from_url(broker_url)
+    queue.delete("taskbroker")
+    worker = None
+    try:
+        proxy.cut()
+        cut_at = time.monotonic()
+        refused = 0
+        while time.monotonic() - cut_at < 15:  # three clients retrying in turn
+            for client in range(3):
+                _, err = call_with_guard(app.service.start, Principal(f"retry-{client}"),
+                                         "test_echo", {})
+                assert isinstance(err, ConnectionError), err
+                refused += 1
+            time.sleep(0.2)
+        assert refused >= 9
+        assert queue.llen("taskbroker") == 0, "a refused start left its message in the broker"
+        proxy.restore()
+        worker = start_worker(env, name="after-outage", concurrency=1)
+        restored = time.monotonic()
+        first = wait_for(lambda: _start_or_none(app, USER), timeout=60,
+                         what="a start accepted after the outage")
+        rec = wait_for(lambda: (x := app.ledger.get(first.task_id)).status == "success" and x,
+                       timeout=60, what="the first real task after the outage ran")
+        assert rec.result == {"owner": USER.user_id}
+        print(f"{refused} starts refused during the outage; first real task finished "
+              f"{time.monotonic() - restored:.2f} s after the database came back "
+              f"(worker start included)")
+    finally:
+        if worker is not None:
+            worker.stop()
+        proxy.close()
+
+
+def _start_or_none(app, who):  # type: ignore[no-untyped-def]
+    try:
+        return app.service.start(who, "test_echo", {})
+    except ConnectionError:
+        return None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -144,16 +144,20 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
                params: Mapping[str, Any], priority: int | None = None,
-               idempotency_key: str | None = None, now: dt.datetime | None = None,
-               publish: Callable[[], None] | None = None) -> TaskRecord | None:
-        """Insert a queued record and call ``publish`` to hand its message to the broker.
+               idempotency_key: str | None = None,
+               now: dt.datetime | None = None) -> TaskRecord | None:
+        """Insert a queued record, committed before this returns.
 
-        Without an ``idempotency_key`` ``publish`` runs first and the record is inserted
-        after it (a failed publish leaves nothing).  With one, the insert and the publish
-        are atomic: concurrent starts with the same ``(owner, key)`` publish exactly once and
-        the others get the original record back.  Returns None when this call inserted the
-        record, else the existing record for the key.
+        The service publishes the task's message only after this, so a worker never sees a
+        message before its record.  With an ``idempotency_key``, concurrent creates for the
+        same ``(owner, key)`` insert exactly one record; the others get it back.  Returns None
+        when this call inserted the record, else the existing record for the key.
         """
+
+    @abc.abstractmethod
+    def discard(self, task_id: str) -> bool:
+        """Delete a record that is still queued and was never claimed (its publish failed);
+        False when there was none to delete."""
 
     @abc.abstractmethod
     def by_idempotency_key(self, owner: str, key: str) -> TaskRecord | None:

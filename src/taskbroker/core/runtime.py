@@ -144,19 +144,16 @@ class Runtime:
         time_limit_errors: exceptions the execution engine raises inside a handler when its
             soft time limit passes (Celery's ``SoftTimeLimitExceeded``); they end the task as
             failure "time limit exceeded".
-        claim_wait: how long a message may wait for its ledger record to appear.
     """
 
     def __init__(self, ledger: Ledger, *, cancel_grace: float = 10.0,
                  heartbeat_interval: float = 5.0, patience: float = 120.0,
-                 time_limit_errors: tuple[type[BaseException], ...] = (),
-                 claim_wait: float = 5.0) -> None:
+                 time_limit_errors: tuple[type[BaseException], ...] = ()) -> None:
         self.ledger = ledger
         self.cancel_grace = cancel_grace
         self.heartbeat_interval = heartbeat_interval
         self.patience = patience
         self.time_limit_errors = time_limit_errors
-        self.claim_wait = claim_wait
         #: True in a process that may kill itself to stop a handler that ignores a cancel
         self.may_terminate = False
 
@@ -165,29 +162,26 @@ class Runtime:
     def claim(self, task_id: str, worker: str) -> bool:
         """Move the task to started for ``worker``; False when it must not run here.
 
-        The service may publish a moment before the record is committed, so a worker can see
-        a message before its record: while there is none, wait for it (up to ``claim_wait``
-        seconds; after that the start was rolled back and the message is dropped).
+        A record that is revoked, running elsewhere or finished is never started.  The service
+        commits the record before it publishes the message, so a message without a record
+        belongs to no accepted start (its start was taken back, or its record purged): it is
+        dropped at once and never holds a worker slot.
 
         Raises:
             Unavailable: the ledger stayed unreachable for ``patience`` seconds.
         """
-        deadline = time.monotonic() + self.claim_wait
-        while True:
-            if durable(self.ledger.mark_started, task_id, worker=worker,
-                       patience=self.patience):
-                return True
-            record = durable(self.ledger.get, task_id, patience=self.patience)
-            if record is not None and (record.status not in ("queued", "retry")
-                                       or record.cancel_requested):
-                return False
-            if time.monotonic() > deadline:
-                log.warning("task %s has no ledger record (its start was rolled back); "
-                            "dropped", task_id)
-                return False
-            if record is None:
-                time.sleep(0.005)
-            # else: the record was inserted between our two reads: try again at once
+        if durable(self.ledger.mark_started, task_id, worker=worker, patience=self.patience):
+            return True
+        record = durable(self.ledger.get, task_id, patience=self.patience)
+        if record is None:
+            log.warning("task %s has no ledger record (its start was taken back); message "
+                        "dropped", task_id)
+            return False
+        if record.status in ("queued", "retry") and not record.cancel_requested:
+            # it became startable between the two reads (a retry landing): one more try
+            return durable(self.ledger.mark_started, task_id, worker=worker,
+                           patience=self.patience)
+        return False
 
     def execute(self, task_type: TaskType, task_id: str, params: Mapping[str, Any] | None, *,
                 owner: str | None, roles: frozenset[str], worker: str,

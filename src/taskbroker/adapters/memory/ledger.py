@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taskbroker.core.ports import (
@@ -69,8 +69,8 @@ class MemoryLedger(Ledger):
 
     def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
                params: Mapping[str, Any], priority: int | None = None,
-               idempotency_key: str | None = None, now: dt.datetime | None = None,
-               publish: Callable[[], None] | None = None) -> TaskRecord | None:
+               idempotency_key: str | None = None,
+               now: dt.datetime | None = None) -> TaskRecord | None:
         with self._lock:
             self._check()
             if idempotency_key is not None:
@@ -79,8 +79,6 @@ class MemoryLedger(Ledger):
                     return existing
             if task_id in self._tasks:
                 raise ValueError(f"task id {task_id!r} exists")
-            if publish is not None:
-                publish()
             now = now or utcnow()
             self._tasks[task_id] = TaskRecord(
                 id=task_id, task_type=task_type, task_name=task_name, owner=owner,
@@ -91,6 +89,16 @@ class MemoryLedger(Ledger):
             )
             self._updated[task_id] = now
             return None
+
+    def discard(self, task_id: str) -> bool:
+        with self._lock:
+            self._check()
+            record = self._tasks.get(task_id)
+            if record is None or record.status != QUEUED or record.attempts:
+                return False
+            del self._tasks[task_id]
+            del self._updated[task_id]
+            return True
 
     def _by_key(self, owner: str, key: str) -> TaskRecord | None:
         return next((r for r in self._tasks.values()

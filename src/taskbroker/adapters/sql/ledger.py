@@ -133,33 +133,14 @@ class SqlLedger(Ledger):
     # --- writes from the service ------------------------------------------------------
 
     @translate_db_errors
-    def create(
-        self,
-        *,
-        task_id: str,
-        task_type: str,
-        task_name: str,
-        owner: str,
-        params: Mapping[str, Any],
-        priority: int | None = None,
-        idempotency_key: str | None = None,
-        now: dt.datetime | None = None,
-        publish: Callable[[], None] | None = None,
-    ) -> TaskRecord | None:
-        """Insert a queued record and publish its message.
+    def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
+               params: Mapping[str, Any], priority: int | None = None,
+               idempotency_key: str | None = None,
+               now: dt.datetime | None = None) -> TaskRecord | None:
+        """Insert a queued record in one autocommitted statement (see the port).
 
-        Without an ``idempotency_key`` (the fast path) the message is published first and the
-        record inserted after it in one autocommitted statement: a failed publish leaves no
-        record, and a failed insert (or a crash between the two) leaves a message without a
-        record, which the worker drops after a short wait; the caller never received that
-        id, so nothing accepted is lost and no record is ever left queued without a message.
-        A worker that sees the message before the insert lands waits for it.
-
-        With an ``idempotency_key`` the insert and the publish share one transaction, so
-        concurrent starts with the same key queue exactly one message: the others wait on
-        the unique index, publish nothing, and get the original record back.
-
-        Returns None when the record was inserted, else the existing record for the key.
+        A concurrent create with the same ``(owner, idempotency_key)`` loses on the unique
+        index and gets the winner's record back.
         """
         now = now or utcnow()
         values = dict(
@@ -168,25 +149,27 @@ class SqlLedger(Ledger):
             cancel_requested=False, attempts=0, priority=priority,
             idempotency_key=idempotency_key,
         )
-        if idempotency_key is None:
-            if publish is not None:
-                publish()
+        try:
             with self.ac.connect() as conn:
                 conn.execute(_INSERT, values)
-            return None
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(_INSERT, values)
-                if publish is not None:
-                    publish()
         except IntegrityError:
-            existing = self.by_idempotency_key(owner, idempotency_key)
-            if existing is None:  # the holder vanished between insert and read: retry once
-                return self.create(task_id=task_id, task_type=task_type, task_name=task_name,
-                                   owner=owner, params=params, priority=priority,
-                                   idempotency_key=idempotency_key, now=now, publish=publish)
-            return existing
+            if idempotency_key is not None:
+                existing = self.by_idempotency_key(owner, idempotency_key)
+                if existing is not None:
+                    return existing
+            mine = self.get(task_id, owner=owner)
+            if mine is not None and mine.task_type == task_type:
+                return None  # our own insert landed before a retried statement
+            raise
         return None
+
+    @translate_db_errors
+    def discard(self, task_id: str) -> bool:
+        with self.ac.connect() as conn:
+            return bool(conn.execute(
+                delete(tasks).where(tasks.c.id == task_id, tasks.c.status == QUEUED,
+                                    tasks.c.attempts == 0)
+            ).rowcount)
 
     @translate_db_errors
     def by_idempotency_key(self, owner: str, key: str) -> TaskRecord | None:

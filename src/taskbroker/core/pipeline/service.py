@@ -8,6 +8,7 @@ every adapter gets the same rules.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,8 @@ from taskbroker.core.ports import (
 )
 
 __all__ = ["TaskService", "record_to_status"]
+
+log = logging.getLogger("taskbroker.service")
 
 
 def record_to_status(record: TaskRecord) -> TaskStatus:
@@ -144,19 +147,23 @@ class TaskService:
         payload = params.model_dump(mode="json")
         headers = call.extra.get("headers", {})
 
-        def publish() -> None:
-            self.broker.publish(task_type, task_id, payload, owner=principal.user_id,
-                                roles=principal.roles, priority=call.args.get("priority"),
-                                headers=headers)
-
         queued_at = utcnow()
         existing = self.ledger.create(
             now=queued_at, task_id=task_id, task_type=task_type.name,
             task_name=task_type.celery_name,
             owner=principal.user_id, params=_redact(payload, task_type.secret_params),
             priority=call.args.get("priority"), idempotency_key=call.args.get("idempotency_key"),
-            publish=publish,
         )
+        if existing is None:
+            # the record is committed before its message exists, so a worker never sees a
+            # message without a record; a failed publish takes the record back
+            try:
+                self.broker.publish(task_type, task_id, payload, owner=principal.user_id,
+                                    roles=principal.roles, priority=call.args.get("priority"),
+                                    headers=headers)
+            except BaseException:
+                self._discard(task_id)
+                raise
         if existing is not None:
             call.task_id = existing.id
             return StartReceipt(
@@ -173,6 +180,14 @@ class TaskService:
             message=f"Task {task_type.name} queued successfully. Poll get_task_status_tool "
                     f"with task_id {task_id}; expected duration {task_type.estimated_duration}.",
         )
+
+    def _discard(self, task_id: str) -> None:
+        """Take back the record of a start whose publish failed (the caller gets the error)."""
+        try:
+            self.ledger.discard(task_id)
+        except Exception as exc:  # the database failed too: the reaper re-publishes it later
+            log.error("could not discard task %s after a failed publish (%s); the lost-message "
+                      "recovery will queue it again", task_id, type(exc).__name__)
 
     def _lookup(self, call: Call) -> TaskRecord | None:
         """The caller-visible record of ``call.task_id`` (resolving its task type), or None."""
