@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +29,49 @@ from tests.support.procs import (
 )
 
 LOG_DIR = Path(tempfile.gettempdir()) / "taskbroker-test-logs"
+
+#: every process the tests start inherits this marker; none may outlive the session
+SESSION_MARKER = "TB_TEST_SESSION"
+os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+
+
+def processes_of_this_session() -> list[tuple[int, str]]:
+    """``(pid, command line)`` of live processes (not this one) carrying this session's
+    marker."""
+    needle = f"{SESSION_MARKER}={os.environ[SESSION_MARKER]}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found.append((int(entry.name), cmd.strip()))
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a process a test started outlived it (after a short grace for
+    processes still shutting down); the leftovers are killed and named."""
+    deadline = time.monotonic() + float(os.environ.get("TB_TEST_LEAK_GRACE", "20"))
+    left = processes_of_this_session()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = processes_of_this_session()
+    if not left:
+        return
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    names = "\n".join(f"  pid {pid}: {cmd[:200]}" for pid, cmd in left)
+    session.config.get_terminal_writer().line(
+        f"\nprocesses started by the tests outlived them (killed now):\n{names}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

@@ -35,15 +35,19 @@ def serve(transport: str, host: str | None, port: int | None, with_worker: bool 
     supervisor = None
     if with_worker or (with_worker is None and settings.embedded):
         supervisor = WorkerSupervisor([sys.executable, "-m", "taskbroker", "worker"],
-                                      env=dict(os.environ))
+                                      env=dict(os.environ),
+                                      grace=settings.shutdown_grace_seconds)
         supervisor.start()
-    try:
-        serve_mcp(app, transport,  # type: ignore[arg-type]
-                  host=host or settings.host, port=port if port is not None else settings.port)
-    finally:
+
+    def cleanup() -> None:
         reaper.stop()
         if supervisor is not None:
             supervisor.stop()
+
+    # returns (or, over stdio, exits 0) on SIGTERM/SIGINT, after cleanup()
+    serve_mcp(app, transport,  # type: ignore[arg-type]
+              host=host or settings.host, port=port if port is not None else settings.port,
+              cleanup=cleanup)
 
 
 @click.command()
@@ -59,6 +63,10 @@ def worker(queues: str | None, concurrency: int | None, pool: str | None,
 
     settings = get_settings()
     configure_logging(settings, stream=sys.stderr)
+    from taskbroker.supervisor import PARENT_ENV, watch_parent
+
+    if os.environ.get(PARENT_ENV, "").isdigit():  # started by `serve`: never outlive it
+        watch_parent(int(os.environ[PARENT_ENV]), settings.shutdown_grace_seconds)
     from taskbroker import worker as worker_module
 
     argv = ["worker", "-Q", queues or ",".join(worker_module.queues),

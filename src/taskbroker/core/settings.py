@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         description="After a cancel, how long a running handler may stop cooperatively before "
         "its process is terminated.",
     )
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0,
+        description="Embedded mode: how long `serve` lets its worker finish running tasks on "
+        "shutdown (or the worker waits after its server died) before killing it.",
+    )
     heartbeat_interval: float = Field(
         default=5.0, gt=0, description="Seconds between a running task's ledger heartbeats."
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
@@ -84,12 +88,54 @@ def build_verifier(settings: Settings) -> TokenVerifier | None:
     return verifiers[0] if len(verifiers) == 1 else AnyOfVerifier(verifiers)
 
 
-def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port: int) -> None:
-    """Serve the MCP tools over ``transport`` until interrupted."""
+class _Server:
+    """uvicorn's server with our signal handling (see :func:`serve_mcp`)."""
+
+    @staticmethod
+    def make(config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                # serve_mcp owns SIGTERM/SIGINT; uvicorn's own capture would re-raise the
+                # signal after shutting down, killing the process before its cleanup runs
+                yield
+
+        return Server(config)
+
+
+def _on_stop_signals(handler: Callable[[int], None]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: handler(signum))
+
+
+def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port: int,
+              cleanup: Callable[[], None] = lambda: None) -> None:
+    """Serve the MCP tools over ``transport`` until SIGTERM/SIGINT (or, over stdio, until the
+    client closes the stream); ``cleanup`` runs before this returns or the process exits.
+
+    HTTP: the first signal stops accepting and lets requests in flight finish; a second one
+    cuts them; then ``cleanup`` runs and this returns.  stdio: the server's reader thread is
+    blocked on stdin and cannot be interrupted, so a signal runs ``cleanup`` and exits the
+    process with status 0 at once.
+    """
     settings = app.settings
     principal = local_principal(settings)
     if transport == "stdio":
-        create_server(app.service, local_principal=principal).run("stdio")
+        def stop_stdio(signum: int) -> None:
+            log.info("signal %s: stopping", signum)
+            try:
+                cleanup()
+            finally:
+                logging.shutdown()
+                os._exit(0)
+
+        _on_stop_signals(stop_stdio)
+        try:
+            create_server(app.service, local_principal=principal).run("stdio")
+        finally:
+            cleanup()
         return
     import uvicorn
 
@@ -111,5 +157,18 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
     allowed = [h.strip() for h in settings.allowed_hosts.split(",") if h.strip()]
     http_app = create_http_app(mcp, app.service, host=host, allowed_hosts=allowed,
                                metrics=app.metrics)
+    server = _Server.make(uvicorn.Config(http_app, host=host, port=port, log_level="warning",
+                                         access_log=False))
+
+    def stop_http(signum: int) -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+        log.info("signal %s: stopping the HTTP server", signum)
+
+    _on_stop_signals(stop_http)
     log.info("serving MCP on http://%s:%s/mcp", host, port)
-    uvicorn.run(http_app, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        server.run()
+    finally:
+        cleanup()
