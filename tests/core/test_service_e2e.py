@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def test_start_reports_progress_and_result(dist_app: App, alice: Principal) -> N
 def test_failure_carries_the_error(dist_app: App, alice: Principal) -> None:
     receipt = dist_app.service.start(alice, "test_fail", {"message": "disk on fire"})
     final = wait_status(dist_app, alice, receipt.task_id, "failure")
-    assert final.error == "RuntimeError: disk on fire"
+    assert re.fullmatch(r"RuntimeError: disk on fire \(reference [0-9a-f]{12}\)", final.error)
     assert final.result is None and final.progress == 100
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import anyio
@@ -59,7 +60,8 @@ async def contract_walk(c: Client) -> None:
     failed = await c.call_tool("start_background_task_tool",
                                {"task_type": "test_fail", "params": {"message": "nope"}})
     bad = await poll_until_done(c, failed.structured_content["task_id"])
-    assert bad["status"] == "failure" and bad["error"] == "RuntimeError: nope"
+    assert bad["status"] == "failure"
+    assert re.fullmatch(r"RuntimeError: nope \(reference [0-9a-f]{12}\)", bad["error"])
 
     r = await c.call_tool("start_background_task_tool",
                           {"task_type": "test_count", "params": {"n": "many"}})

@@ -134,6 +134,32 @@ def echo(params: NoParams, ctx: TaskContext) -> dict:
     return {"owner": ctx.owner}
 
 
+class SqlParams(BaseModel):
+    """Run ``sql`` against the ledger's database ``times`` times, ``pause_ms`` apart."""
+
+    model_config = ConfigDict(extra="forbid")
+    sql: str = "SELECT 1"
+    times: int = Field(default=1, ge=1, le=10_000)
+    pause_ms: int = Field(default=0, ge=0, le=10_000)
+
+
+def run_sql(params: SqlParams, ctx: TaskContext) -> dict:
+    """Reads the database the way a plugin's handler does (through the SQL adapter's engine);
+    a database that blinks meanwhile is the test's point."""
+    from sqlalchemy import text
+
+    from taskbroker.adapters.sql import engine_for
+    from taskbroker.core.settings import get_settings
+
+    engine = engine_for(get_settings().ledger_url)
+    for i in range(params.times):
+        with engine.connect() as conn:
+            conn.execute(text(params.sql)).all()
+        ctx.progress(100 * (i + 1) / params.times)
+        time.sleep(params.pause_ms / 1000)
+    return {"queries": params.times}
+
+
 @hookimpl
 def taskbroker_register_task_types(register) -> None:
     """Registers the test task types."""
@@ -158,5 +184,9 @@ def taskbroker_register_task_types(register) -> None:
                       run=ignore_soft_limit, params=LimitParams, soft_time_limit=1,
                       time_limit=3, max_retries=0, idempotent=False))
     register(TaskType(name="test_echo", description="Echo the owner.", run=echo))
+    register(TaskType(name="test_sql", description="Read the database.", run=run_sql,
+                      params=SqlParams, max_retries=5))
+    register(TaskType(name="test_sql_once", description="Read the database, not idempotent.",
+                      run=run_sql, params=SqlParams, max_retries=5, idempotent=False))
     register(TaskType(name="test_admin_only", description="Needs admin.", run=echo,
                       required_role="admin"))

@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -31,7 +32,15 @@ from taskbroker.core.contract.tasktype import (
     TaskContext,
     TaskType,
 )
-from taskbroker.core.ports import FAILURE, RETRY, STARTED, SUCCESS, Ledger, Unavailable
+from taskbroker.core.ports import (
+    FAILURE,
+    RETRY,
+    STARTED,
+    SUCCESS,
+    Ledger,
+    PortError,
+    Unavailable,
+)
 
 __all__ = ["Outcome", "OutcomeStatus", "Runtime", "Watchdog", "durable"]
 
@@ -80,6 +89,15 @@ def durable(fn: Callable[..., T], *args: Any, patience: float, **kwargs: Any) ->
             log.warning("ledger unavailable (%s); retrying in %.1f s", exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+_CONTROL = dict.fromkeys(range(32), " ") | {127: " "}
+
+
+def _clean(text: str, limit: int = 500) -> str:
+    """``text`` without control characters, at most ``limit`` characters."""
+    text = " ".join(text.translate(_CONTROL).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 class Watchdog:
@@ -144,16 +162,24 @@ class Runtime:
         time_limit_errors: exceptions the execution engine raises inside a handler when its
             soft time limit passes (Celery's ``SoftTimeLimitExceeded``); they end the task as
             failure "time limit exceeded".
+        transient_errors: connection failures a handler may hit (the database blinked); an
+            idempotent task is then retried within its budget instead of failing.
+        private_errors: errors whose text must not reach clients (database drivers: their
+            messages carry SQL and bound parameters); they read as InternalError.
     """
 
     def __init__(self, ledger: Ledger, *, cancel_grace: float = 10.0,
                  heartbeat_interval: float = 5.0, patience: float = 120.0,
-                 time_limit_errors: tuple[type[BaseException], ...] = ()) -> None:
+                 time_limit_errors: tuple[type[BaseException], ...] = (),
+                 transient_errors: tuple[type[BaseException], ...] = (Unavailable,),
+                 private_errors: tuple[type[BaseException], ...] = (PortError,)) -> None:
         self.ledger = ledger
         self.cancel_grace = cancel_grace
         self.heartbeat_interval = heartbeat_interval
         self.patience = patience
         self.time_limit_errors = time_limit_errors
+        self.transient_errors = transient_errors
+        self.private_errors = private_errors
         #: True in a process that may kill itself to stop a handler that ignores a cancel
         self.may_terminate = False
 
@@ -213,7 +239,7 @@ class Runtime:
             durable(self.ledger.mark_ended, task_id, patience=self.patience)
             return Outcome("revoked")
         except RetryableError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {_clean(str(exc))}"
             if retries < task_type.max_retries:
                 self._end(task_id, RETRY, error=error)
                 return Outcome("retry", error=error, exc=exc, retry_in=min(60, 2 ** retries))
@@ -224,12 +250,39 @@ class Runtime:
                 limit = task_type.soft_time_limit or 0
                 return self._fail(task_id, f"time limit exceeded: soft limit of {limit:g} s",
                                   exc)
-            return self._fail(task_id, f"{type(exc).__name__}: {exc}", exc)
+            if isinstance(exc, self.transient_errors):
+                return self._transient(task_type, task_id, exc, retries)
+            return self._fail(task_id, self.describe(task_id, exc), exc)
         if not self._end(task_id, SUCCESS, result=result):
             # cancelled while finishing: the revoke stands
             durable(self.ledger.mark_ended, task_id, patience=self.patience)
             return Outcome("revoked")
         return Outcome("success", result=result)
+
+    def describe(self, task_id: str, exc: BaseException) -> str:
+        """What a client is told about a handler's unexpected exception: its kind, a human
+        message and a reference to the worker log, where the traceback is (never SQL, bound
+        parameters or driver messages: those errors read as InternalError)."""
+        ref = uuid.uuid4().hex[:12]
+        log.error("task %s failed (reference %s)", task_id, ref, exc_info=exc)
+        if isinstance(exc, self.private_errors):
+            return f"InternalError: the task failed on a server error (reference {ref})"
+        return f"{type(exc).__name__}: {_clean(str(exc)) or 'no message'} (reference {ref})"
+
+    def _transient(self, task_type: TaskType, task_id: str, exc: BaseException,
+                   retries: int) -> Outcome:
+        """A connection failure inside the handler: retried when the type allows it."""
+        ref = uuid.uuid4().hex[:12]
+        log.warning("task %s hit a transient error (reference %s)", task_id, ref, exc_info=exc)
+        if task_type.idempotent and retries < task_type.max_retries:
+            error = (f"ConnectionError: a service the task needs was briefly unavailable; "
+                     f"retrying (reference {ref})")
+            self._end(task_id, RETRY, error=error)
+            return Outcome("retry", error=error, exc=exc, retry_in=min(60, 2 ** retries))
+        why = ("its retry budget is spent" if task_type.idempotent
+               else "the task type is not idempotent, so it is not run again")
+        return self._fail(task_id, f"ConnectionError: a service the task needs was unavailable "
+                                   f"and {why} (reference {ref})", exc)
 
     def _end(self, task_id: str, status: str, **fields: Any) -> bool:
         return durable(self.ledger.finish, task_id, patience=self.patience, status=status,

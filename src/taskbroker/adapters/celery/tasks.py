@@ -23,7 +23,7 @@ from celery.worker.request import Request
 
 from taskbroker.core.contract.registry import Registry
 from taskbroker.core.contract.tasktype import TaskType
-from taskbroker.core.ports import Ledger, Unavailable
+from taskbroker.core.ports import Ledger, PortError, Unavailable
 from taskbroker.core.runtime import Runtime
 from taskbroker.core.settings import Settings
 
@@ -35,12 +35,18 @@ log = logging.getLogger("taskbroker.worker")
 OUTCOME_ATTR = "taskbroker_outcome"
 
 
-def make_runtime(ledger: Ledger, settings: Settings) -> Runtime:
-    """The runtime a Celery worker uses (soft time limits end a task as failure)."""
+def make_runtime(ledger: Ledger, settings: Settings, *,
+                 transient_errors: tuple[type[BaseException], ...] = (),
+                 private_errors: tuple[type[BaseException], ...] = ()) -> Runtime:
+    """The runtime a Celery worker uses: soft time limits end a task as failure; besides the
+    ports' own errors, ``transient_errors`` are retried and ``private_errors`` hidden from
+    clients (the worker passes the database drivers')."""
     return Runtime(ledger, cancel_grace=settings.cancel_grace_seconds,
                    heartbeat_interval=settings.heartbeat_interval,
                    patience=settings.ledger_retry_seconds,
-                   time_limit_errors=(SoftTimeLimitExceeded,))
+                   time_limit_errors=(SoftTimeLimitExceeded,),
+                   transient_errors=(Unavailable, *transient_errors),
+                   private_errors=(PortError, *private_errors))
 
 
 class LedgerRequest(Request):

@@ -9,10 +9,19 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["dispose_engines", "engine_for"]
+__all__ = ["dispose_engines", "engine_for", "use_pre_ping"]
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+_pre_ping = False
+
+
+def use_pre_ping(enabled: bool = True) -> None:
+    """Engines made from now on test a pooled connection before each use (workers: a
+    database restart costs a reconnect, never a failed task; servers skip the round trip and
+    retry once instead)."""
+    global _pre_ping
+    _pre_ping = enabled
 
 
 def _after_fork_in_child() -> None:
@@ -60,11 +69,12 @@ def _create(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    # No pool_pre_ping: it costs a round trip on every checkout. A connection that died
-    # surfaces as a DBAPIError with connection_invalidated set; the pool then drops it and the
-    # ledger retries the statement once (workers retry ledger writes anyway).
+    # No pool_pre_ping on servers: it costs a round trip on every checkout. A connection that
+    # died surfaces as a DBAPIError with connection_invalidated set; the pool then drops it and
+    # the ledger retries the statement once. Workers turn it on (use_pre_ping).
     return create_engine(
         parsed,
+        pool_pre_ping=_pre_ping,
         pool_size=10,
         max_overflow=20,
         pool_recycle=1800,

@@ -142,6 +142,8 @@ class TaskContext:
         """Report progress in percent (clamped to 0..100) with an optional message.
 
         Writes are coalesced to a few per second; 0 and 100 and message changes always go out.
+        Progress is best effort: a report the ledger cannot take (it blinked) is logged and
+        dropped, never raised into the handler.
         """
         pct = max(0, min(100, int(percent)))
         now = self._clock()
@@ -151,16 +153,29 @@ class TaskContext:
             return
         self._last_write = now
         self._last_progress = pct
-        self._sink.report_progress(self.task_id, pct, message)
+        try:
+            self._sink.report_progress(self.task_id, pct, message)
+        except Exception as exc:
+            self._last_progress = -1  # report it again next time
+            self.log.warning("progress report for %s dropped (%s)", self.task_id,
+                             type(exc).__name__)
 
     def cancelled(self) -> bool:
-        """True once the task was cancelled; handlers should then stop as soon as they can."""
+        """True once the task was cancelled; handlers should then stop as soon as they can.
+
+        A check the ledger cannot answer (it blinked) counts as "not yet": the next call asks
+        again, and the worker's watchdog enforces a cancel anyway.
+        """
         if self._cancelled:
             return True
         now = self._clock()
         if now - self._last_check >= self._check_interval:
             self._last_check = now
-            self._cancelled = self._sink.is_cancel_requested(self.task_id)
+            try:
+                self._cancelled = self._sink.is_cancel_requested(self.task_id)
+            except Exception as exc:
+                self.log.warning("cancel check for %s failed (%s); asking again later",
+                                 self.task_id, type(exc).__name__)
         return self._cancelled
 
     def raise_if_cancelled(self) -> None:
