@@ -6,6 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from taskbroker.plugins.data.params import ScheduleDate
 from taskbroker.plugins.metrics import data
 from taskbroker.plugins.metrics.workload import Window
 
@@ -35,10 +36,10 @@ def _two_years_after(day: dt.date) -> dt.date:
 class ComputationParams(_Params):
     """``metrics_computation``: the inclusive date window to analyse (at most 2 years)."""
 
-    start_date: dt.date | None = Field(
+    start_date: ScheduleDate | None = Field(
         default=None, validate_default=True,
         description="First day analysed (YYYY-MM-DD); default today (UTC).")
-    end_date: dt.date | None = Field(
+    end_date: ScheduleDate | None = Field(
         default=None, validate_default=True,
         description="Last day analysed, inclusive; default start_date + 90 days. Not before "
         "start_date and at most 2 years after it.")
@@ -87,7 +88,7 @@ class FairnessReportParams(_Params):
     """``metrics_fairness_report``: weekly fairness over the last weeks_back weeks."""
 
     weeks_back: int = Field(default=12, ge=1, le=104, description="Number of 7-day weeks.")
-    end_date: dt.date | None = Field(
+    end_date: ScheduleDate | None = Field(
         default=None, description="Last day of the last week (default today, UTC).")
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskbroker.core.contract.tasktype import TaskContext
 from taskbroker.plugins.data import schedule_store
+from taskbroker.plugins.data.params import ScheduleDate
 from taskbroker.schedule.program import Program
 from taskbroker.schedule.staffing import StaffingModel, build_model
 from taskbroker.schedule.store import ScheduleStore
@@ -50,7 +51,7 @@ class DaysAheadParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     days_ahead: int = Field(default=90, ge=1, le=730, description="Days to look ahead.")
-    start_date: dt.date | None = Field(
+    start_date: ScheduleDate | None = Field(
         default=None, description="First day of the window (default: today).")
 
 
@@ -59,7 +60,7 @@ class HealthParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start_date: dt.date | None = Field(
+    start_date: ScheduleDate | None = Field(
         default=None, description="First day of the 7-day window (default: today).")
 
 

@@ -4,13 +4,45 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from taskbroker.core.contract.registry import Registry
 from taskbroker.core.pipeline.chain import Call, Middleware
 from taskbroker.core.pipeline.errors import InvalidRequest
 from taskbroker.core.pipeline.models import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 
-__all__ = ["ValidationMiddleware"]
+__all__ = ["ValidationMiddleware", "check_text"]
+
+#: C0 control characters and DEL; free text may keep tab, newline and carriage return
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_text(value: Any, path: str, *, free_text: bool = False) -> None:
+    """Refuse control characters in ``value`` (a string, or every key and string inside a JSON
+    structure) with an InvalidRequest naming the field's path.
+
+    Ids, keys and names may hold none; ``free_text`` allows tab, newline and carriage return.
+    """
+    pattern = _CONTROL_IN_TEXT if free_text else _CONTROL
+    if isinstance(value, str):
+        found = pattern.search(value)
+        if found:
+            raise InvalidRequest(
+                f"{path}: contains the control character {found.group()!r} at position "
+                f"{found.start()}; accepted: printable text"
+                + (" (tab, newline and carriage return allowed)" if free_text else ""))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(str(key), f"{path} (a key)")
+            check_text(item, _join(path, str(key)), free_text=free_text)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_text(item, f"{path}[{i}]", free_text=free_text)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{key[:40]!r}]"
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -61,7 +93,11 @@ class ValidationMiddleware(Middleware):
                 raise InvalidRequest(
                     f"params: {size} bytes is over the limit of {self.max_params_bytes} bytes"
                 )
-        call.task_type, call.params = self.registry.validate(args.get("task_type"), params)
+            check_text(params, "params", free_text=True)
+        task_type = args.get("task_type")
+        if isinstance(task_type, str):
+            check_text(task_type, "task_type")
+        call.task_type, call.params = self.registry.validate(task_type, params)
         priority = args.get("priority")
         if priority is not None and (
             isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9
@@ -70,3 +106,5 @@ class ValidationMiddleware(Middleware):
         key = args.get("idempotency_key")
         if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
             raise InvalidRequest("idempotency_key: expected a string of 1..200 characters")
+        if key is not None:
+            check_text(key, "idempotency_key")
