@@ -24,7 +24,7 @@ from taskbroker.core.pipeline.service import TaskService
 from taskbroker.core.ports import Broker, Ledger
 from taskbroker.core.reaper import Reaper
 from taskbroker.core.settings import Settings, get_settings
-from taskbroker.observability.metrics import render_metrics
+from taskbroker.observability.metrics import record_reap, render_metrics
 from taskbroker.observability.middleware import build_observability_middleware
 
 __all__ = ["DEFAULT_PLUGINS", "LEDGER_BACKENDS", "App", "build_app", "build_reaper",
@@ -111,7 +111,8 @@ def build_reaper(app: App) -> Reaper:
     s = app.settings
     return Reaper(app.ledger, app.broker, app.plugins.registry,
                   stale_after=s.stale_after, interval=s.reaper_interval,
-                  retention_days=s.ledger_retention_days, tombstone_days=s.tombstone_days)
+                  retention_days=s.ledger_retention_days, tombstone_days=s.tombstone_days,
+                  lost_after=s.lost_message_after, on_report=record_reap)
 
 
 def build_app(settings: Settings | None = None, *, plugins: Plugins | None = None,

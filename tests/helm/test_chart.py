@@ -574,3 +574,20 @@ def test_dockerfile_shape() -> None:
     assert 'ENTRYPOINT ["taskbroker"]' in final
     assert 'CMD ["serve", "--transport", "http", "--host", "0.0.0.0"]' in final
     assert "python:3.11" in text
+
+
+def test_builtin_redis_keeps_its_queue_across_restarts(render: RenderFn) -> None:
+    default = render()
+    redis = default.one("Deployment", "-redis")
+    container = redis["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    claim = default.one("PersistentVolumeClaim", "-redis")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    volumes = {v["name"]: v for v in redis["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    ephemeral = render(set_values=("redis.persistence.enabled=false",))
+    assert not ephemeral.kind("PersistentVolumeClaim")
+    volumes = {v["name"]: v for v in
+               ephemeral.one("Deployment", "-redis")["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes["data"]

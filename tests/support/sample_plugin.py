@@ -160,6 +160,18 @@ def run_sql(params: SqlParams, ctx: TaskContext) -> dict:
     return {"queries": params.times}
 
 
+class SecretParams(BaseModel):
+    """A credential the ledger must never keep."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_key: str
+
+
+def use_secret(params: SecretParams, ctx: TaskContext) -> dict:
+    """Reports only the credential's length."""
+    return {"key_length": len(params.api_key)}
+
+
 @hookimpl
 def taskbroker_register_task_types(register) -> None:
     """Registers the test task types."""
@@ -184,6 +196,8 @@ def taskbroker_register_task_types(register) -> None:
                       run=ignore_soft_limit, params=LimitParams, soft_time_limit=1,
                       time_limit=3, max_retries=0, idempotent=False))
     register(TaskType(name="test_echo", description="Echo the owner.", run=echo))
+    register(TaskType(name="test_secret", description="Takes a secret parameter.",
+                      run=use_secret, params=SecretParams, secret_params=frozenset({"api_key"})))
     register(TaskType(name="test_sql", description="Read the database.", run=run_sql,
                       params=SqlParams, max_retries=5))
     register(TaskType(name="test_sql_once", description="Read the database, not idempotent.",

@@ -247,8 +247,20 @@ class Ledger(abc.ABC):
         """Tasks waiting in "retry" that nothing touched since ``cutoff``."""
 
     @abc.abstractmethod
-    def touch(self, task_id: str) -> None:
-        """Bump the record's update time (a re-publish happened)."""
+    def waiting(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
+        """Queued or retrying tasks that nothing touched since ``cutoff``, oldest first
+        (candidates for lost-message recovery)."""
+
+    @abc.abstractmethod
+    def abandon(self, task_id: str, *, error: str, unchanged_since: dt.datetime) -> bool:
+        """Fail a queued or retrying task that nothing touched since ``unchanged_since`` (its
+        message is lost and cannot be rebuilt); False when it moved meanwhile."""
+
+    @abc.abstractmethod
+    def touch(self, task_id: str, *, unchanged_since: dt.datetime | None = None) -> bool:
+        """Bump the record's update time (a re-publish happened); with ``unchanged_since``,
+        only when nothing touched it since then (so one of several reapers wins).  True when
+        the record was bumped."""
 
     @abc.abstractmethod
     def purge(self, completed_before: dt.datetime, *, limit: int = 5000,
@@ -283,3 +295,11 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise :class:`Unavailable` when the broker cannot be reached."""
+
+    def message_ids(self, queues: Iterable[str]) -> set[str] | None:
+        """Ids of the task messages the broker holds on ``queues`` (queued, or delivered and
+        not acknowledged yet), or None when it cannot tell (the default).
+
+        Lost-message recovery re-publishes a queued task whose id is missing here.
+        """
+        return None

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         default=60.0, gt=0,
         description="A started task whose heartbeat is older than this lost its worker.",
     )
+    lost_message_after: float = Field(
+        default=60.0, gt=0,
+        description="A queued task this old whose message the broker no longer holds (checked "
+        "twice) is published again by the reaper.",
+    )
     reaper_interval: float = Field(
         default=10.0, gt=0, description="Seconds between reaper passes (stale tasks, retention)."
     )

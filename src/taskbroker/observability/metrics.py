@@ -38,6 +38,7 @@ from taskbroker.core.ports import ACTIVE
 
 if TYPE_CHECKING:
     from taskbroker.core.ports import Ledger
+    from taskbroker.core.reaper import ReapReport
 
 __all__ = [
     "ACTIVE_STATES",
@@ -51,6 +52,8 @@ __all__ = [
     "operation_duration",
     "operations_total",
     "rate_limit_denials",
+    "reaper_actions",
+    "record_reap",
     "register_active_tasks",
     "render_metrics",
     "worker_metrics",
@@ -86,6 +89,24 @@ rate_limit_denials = Counter(
     "taskbroker_rate_limit_denials_total", "Operations refused by the rate limiter.",
     ["operation"],
 )
+reaper_actions = Counter(
+    "taskbroker_reaper_actions_total",
+    "What the ledger reaper did: requeued/failed stale tasks (worker lost), recovered/abandoned "
+    "queued tasks whose broker message was lost, purged records.", ["action"],
+)
+REAPER_ACTIONS = ("requeued", "failed", "recovered", "abandoned", "purged")
+for _action in REAPER_ACTIONS:
+    reaper_actions.labels(_action)
+
+
+def record_reap(report: ReapReport) -> None:
+    """Count what one reaper pass did (the reaper's ``on_report``)."""
+    for action in REAPER_ACTIONS:
+        count = getattr(report, action)
+        if count:
+            reaper_actions.labels(action).inc(count)
+
+
 for _op in OPERATIONS:  # present at 0 from the start, so rate() and ratios have a series
     rate_limit_denials.labels(_op)
 

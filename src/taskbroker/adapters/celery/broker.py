@@ -5,12 +5,13 @@ transport in embedded mode); kombu's errors become :class:`~taskbroker.core.port
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from taskbroker.adapters.celery.inventory import queued_task_ids
 from taskbroker.core.contract.tasktype import TaskType
 from taskbroker.core.ports import Broker, Unavailable
 
@@ -55,6 +56,12 @@ class CeleryBroker(Broker):
             # The ledger already says revoked and the worker checks it before running,
             # so a lost broadcast cannot make a revoked task run.
             log.warning("revoke broadcast for %s failed: %s", task_id, type(exc).__name__)
+
+    def message_ids(self, queues: Iterable[str]) -> set[str] | None:
+        try:
+            return queued_task_ids(self.app, queues)
+        except Exception as exc:  # kombu, redis-py or the filesystem: the broker is away
+            raise Unavailable(f"broker unavailable ({type(exc).__name__})") from None
 
     def ping(self) -> None:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,18 @@ class StubBroker(Broker):
     def ping(self) -> None:
         if self.unavailable:
             raise Unavailable("broker unavailable (stub)")
+
+    def message_ids(self, queues: Iterable[str]) -> set[str] | None:
+        wanted = set(queues)
+        with self._lock:
+            return {m.task_id for m in self._queue if m.queue in wanted}
+
+    def lose_messages(self) -> list[Message]:
+        """Drop every queued message (a broker restart without persistence, for tests)."""
+        with self._lock:
+            lost = list(self._queue)
+            self._queue.clear()
+            return lost
 
     @property
     def pending(self) -> list[Message]:

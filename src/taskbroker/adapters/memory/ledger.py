@@ -16,6 +16,7 @@ from typing import Any
 
 from taskbroker.core.ports import (
     ACTIVE,
+    FAILURE,
     QUEUED,
     RETRY,
     REVOKED,
@@ -260,11 +261,34 @@ class MemoryLedger(Ledger):
             return [r for r in self._tasks.values()
                     if r.status == RETRY and self._updated[r.id] < cutoff][:limit]
 
-    def touch(self, task_id: str) -> None:
+    def waiting(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
         with self._lock:
             self._check()
-            if task_id in self._tasks:
-                self._updated[task_id] = utcnow()
+            found = [r for r in self._tasks.values()
+                     if r.status in (QUEUED, RETRY) and self._updated[r.id] < cutoff]
+            return sorted(found, key=lambda r: self._updated[r.id])[:limit]
+
+    def abandon(self, task_id: str, *, error: str, unchanged_since: dt.datetime) -> bool:
+        with self._lock:
+            self._check()
+            record = self._tasks.get(task_id)
+            if (record is None or record.status not in (QUEUED, RETRY)
+                    or self._updated[task_id] >= unchanged_since):
+                return False
+            now = utcnow()
+            self._set(task_id, now, status=FAILURE, error=error, completed_at=now,
+                      ended_at=now, progress=100)
+            return True
+
+    def touch(self, task_id: str, *, unchanged_since: dt.datetime | None = None) -> bool:
+        with self._lock:
+            self._check()
+            if task_id not in self._tasks:
+                return False
+            if unchanged_since is not None and self._updated[task_id] >= unchanged_since:
+                return False
+            self._updated[task_id] = utcnow()
+            return True
 
     def purge(self, completed_before: dt.datetime, *, limit: int = 5000,
               now: dt.datetime | None = None) -> int:

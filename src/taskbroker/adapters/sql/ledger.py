@@ -39,6 +39,7 @@ from taskbroker.adapters.sql.engine import engine_for
 from taskbroker.adapters.sql.tables import metadata, purged, tasks
 from taskbroker.core.ports import (
     ACTIVE,
+    FAILURE,
     QUEUED,
     RETRY,
     REVOKED,
@@ -389,10 +390,34 @@ class SqlLedger(Ledger):
         return [_record(r) for r in rows]
 
     @translate_db_errors
-    def touch(self, task_id: str) -> None:
-        """Bump ``updated_at`` (a re-publish happened)."""
+    def waiting(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
         with self.ac.connect() as conn:
-            conn.execute(update(tasks).where(tasks.c.id == task_id).values(updated_at=utcnow()))
+            rows = conn.execute(
+                select(tasks).where(tasks.c.status.in_((QUEUED, RETRY)),
+                                    tasks.c.updated_at < cutoff)
+                .order_by(tasks.c.updated_at).limit(limit)
+            ).mappings().all()
+        return [_record(r) for r in rows]
+
+    @translate_db_errors
+    def abandon(self, task_id: str, *, error: str, unchanged_since: dt.datetime) -> bool:
+        now = utcnow()
+        with self.ac.connect() as conn:
+            return bool(conn.execute(
+                update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_((QUEUED, RETRY)),
+                                    tasks.c.updated_at < unchanged_since)
+                .values(status=FAILURE, error=error, completed_at=now, ended_at=now,
+                        updated_at=now, progress=100)
+            ).rowcount)
+
+    @translate_db_errors
+    def touch(self, task_id: str, *, unchanged_since: dt.datetime | None = None) -> bool:
+        cond = [tasks.c.id == task_id]
+        if unchanged_since is not None:
+            cond.append(tasks.c.updated_at < unchanged_since)
+        with self.ac.connect() as conn:
+            return bool(conn.execute(update(tasks).where(*cond).values(updated_at=utcnow()))
+                        .rowcount)
 
     @translate_db_errors
     def purge(self, completed_before: dt.datetime, *, limit: int = 5000,
