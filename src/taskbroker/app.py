@@ -28,7 +28,8 @@ from taskbroker.observability.metrics import record_reap, render_metrics
 from taskbroker.observability.middleware import build_observability_middleware
 
 __all__ = ["DEFAULT_PLUGINS", "LEDGER_BACKENDS", "App", "build_app", "build_reaper",
-           "default_middleware", "ledger_for", "load_app_plugins", "local_principal"]
+           "default_middleware", "is_sql_url", "ledger_for", "load_app_plugins",
+           "local_principal", "migrate_database"]
 
 #: the built-in plugins, registered through the same hooks as third-party packages
 DEFAULT_PLUGINS = ("taskbroker.plugins.data", "taskbroker.plugins.resilience",
@@ -45,7 +46,7 @@ LEDGER_BACKENDS: dict[str, str] = {
 
 def ledger_for(url: str) -> Ledger:
     """The ledger for ``url``, by its scheme (see :data:`LEDGER_BACKENDS`)."""
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = _scheme(url)
     target = LEDGER_BACKENDS.get(scheme)
     if target is None:
         raise ValueError(f"TASKBROKER_DATABASE_URL: no ledger backend for scheme {scheme!r}; "
@@ -53,6 +54,27 @@ def ledger_for(url: str) -> Ledger:
     module, _, name = target.partition(":")
     ledger: Ledger = getattr(importlib.import_module(module), name).from_url(url)
     return ledger
+
+
+def is_sql_url(url: str) -> bool:
+    """True when ``url`` names a SQL database (the schema is then migrated)."""
+    return _scheme(url) in ("sqlite", "postgresql")
+
+
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def migrate_database(settings: Settings, plugins: Plugins) -> set[str]:
+    """Bring the ledger's database to the newest schema of the ledger and every plugin
+    (``taskbroker db upgrade``); returns the revisions now current (none for a non-SQL
+    ledger)."""
+    if not is_sql_url(settings.ledger_url):
+        return set()
+    from taskbroker.adapters.sql import engine_for
+    from taskbroker.adapters.sql.migrate import upgrade
+
+    return upgrade(engine_for(settings.ledger_url), plugins.migrations())
 
 
 def load_app_plugins(settings: Settings) -> Plugins:
@@ -121,11 +143,15 @@ def build_app(settings: Settings | None = None, *, plugins: Plugins | None = Non
     """Build the service for ``settings`` (default: from the environment).
 
     ``ledger`` and ``broker`` replace the ones the settings name (e.g. the in-memory pair of
-    :mod:`taskbroker.adapters.memory`); with a broker given, no Celery app is made.
+    :mod:`taskbroker.adapters.memory`); with a broker given, no Celery app is made.  Without a
+    ledger given, the database schema is migrated first when ``settings.auto_migrate``.
     """
     settings = settings or get_settings()
     plugins = plugins or load_app_plugins(settings)
-    ledger = ledger if ledger is not None else ledger_for(settings.ledger_url)
+    if ledger is None:
+        if settings.auto_migrate:
+            migrate_database(settings, plugins)
+        ledger = ledger_for(settings.ledger_url)
     celery: Celery | None = None
     if broker is None:
         from taskbroker.adapters.celery.app import make_celery_app

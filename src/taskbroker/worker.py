@@ -14,7 +14,7 @@ from kombu import Queue
 from taskbroker.adapters.celery.app import make_celery_app
 from taskbroker.adapters.celery.tasks import make_runtime, register_task_types
 from taskbroker.adapters.sql import PRIVATE_ERRORS, TRANSIENT_ERRORS, use_pre_ping
-from taskbroker.app import ledger_for, load_app_plugins
+from taskbroker.app import ledger_for, load_app_plugins, migrate_database
 from taskbroker.core.settings import get_settings
 from taskbroker.observability.worker import install_worker_observability
 
@@ -24,6 +24,8 @@ settings = get_settings()
 use_pre_ping()  # a database restart costs workers a reconnect, never a task
 app = make_celery_app(settings)
 plugins = load_app_plugins(settings)
+if settings.auto_migrate:
+    migrate_database(settings, plugins)
 ledger = ledger_for(settings.ledger_url)
 runtime = make_runtime(ledger, settings, transient_errors=TRANSIENT_ERRORS,
                        private_errors=PRIVATE_ERRORS)

@@ -10,14 +10,17 @@ import pytest
 
 from taskbroker.adapters.sql.engine import engine_for
 from taskbroker.adapters.sql.ledger import SqlLedger as Ledger
+from taskbroker.adapters.sql.migrate import upgrade
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
     if request.param == "sqlite":
-        yield Ledger(engine_for(f"sqlite:///{tmp_path / 'ledger.db'}"))
+        engine = engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
     else:
-        yield Ledger(engine_for(request.getfixturevalue("postgres").url))
+        engine = engine_for(request.getfixturevalue("postgres").url)
+    upgrade(engine)
+    yield Ledger(engine)
 
 
 def new(ledger: Ledger, owner: str = "u", key: str | None = None,

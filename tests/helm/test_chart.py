@@ -591,3 +591,30 @@ def test_builtin_redis_keeps_its_queue_across_restarts(render: RenderFn) -> None
     volumes = {v["name"]: v for v in
                ephemeral.one("Deployment", "-redis")["spec"]["template"]["spec"]["volumes"]}
     assert "emptyDir" in volumes["data"]
+
+
+def test_migrations_run_as_a_pre_install_and_pre_upgrade_job(render: RenderFn) -> None:
+    default = render()
+    job = default.one("Job", "-migrate")
+    hooks = job["metadata"]["annotations"]
+    assert hooks["helm.sh/hook"] == "pre-install,pre-upgrade"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["db", "upgrade"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TASKBROKER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["limits"]
+    config = default.one("ConfigMap", "-config")["data"]
+    assert config["TASKBROKER_AUTO_MIGRATE"] == "false", "pods leave migrations to the Job"
+    without = render(set_values=("migrations.job=false",))
+    assert not without.kind("Job")
+    assert without.one("ConfigMap", "-config")["data"]["TASKBROKER_AUTO_MIGRATE"] == "true"
+
+
+def test_dev_secret_exists_before_the_migration_hook(render: RenderFn) -> None:
+    dev = render(set_values=("devSecrets.enabled=true",
+                             "devSecrets.databaseUrl=postgresql://u@db/taskbroker"))
+    secret = dev.one("Secret", "-dev")
+    assert secret["metadata"]["annotations"]["helm.sh/hook-weight"] == "-5"
+    job = dev.one("Job", "-migrate")
+    assert int(job["metadata"]["annotations"]["helm.sh/hook-weight"]) > -5

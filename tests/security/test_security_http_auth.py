@@ -124,7 +124,7 @@ def _revoke(postgres: Postgres, task_ids: list[str]) -> None:
 
     engine = create_engine(postgres.url)
     try:
-        ledger = SqlLedger(engine, create=False)
+        ledger = SqlLedger(engine)
         for task_id in task_ids:
             ledger.cancel(task_id)
     finally:
@@ -301,7 +301,7 @@ def test_crisis_activation_needs_admin_and_binds_the_approver(
     same = start(server, root, crisis, {**params, "approved_by": "sec-root"})
     engine = create_engine(postgres.url)
     try:
-        ledger = SqlLedger(engine, create=False)
+        ledger = SqlLedger(engine)
         for tid in (task_id, same):
             record = ledger.get(tid)
             assert record is not None and record.owner == "sec-root"

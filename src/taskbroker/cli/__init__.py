@@ -5,6 +5,7 @@
     taskbroker plugins                          installed plugins and their task types
     taskbroker tasks start|status|cancel|list|types
     taskbroker token create                     add a static bearer token
+    taskbroker db upgrade|current               the database schema (Alembic)
     taskbroker data generate|load|export|runs   schedule data (the built-in data plugin)
 
 Plugins add commands through ``taskbroker_register_commands``; they are loaded the first time
@@ -17,6 +18,7 @@ import sys
 
 import click
 
+from taskbroker.cli.db import db
 from taskbroker.cli.plugins import plugins
 from taskbroker.cli.processes import beat, ping, serve, worker
 from taskbroker.cli.tasks import tasks
@@ -63,5 +65,5 @@ def main() -> None:
     configure_logging(get_settings(), stream=sys.stderr)
 
 
-for _command in (serve, worker, beat, ping, plugins, tasks, token):
+for _command in (serve, worker, beat, ping, db, plugins, tasks, token):
     main.add_command(_command)

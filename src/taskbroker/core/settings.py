@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the ledger and schedule data (PostgreSQL in production); "
         "default sqlite:///<data_dir>/taskbroker.db.",
     )
+    auto_migrate: bool = Field(
+        default=True,
+        description="`serve` and `worker` bring the database schema up to date at start (under "
+        "a lock); false when a deploy step runs `taskbroker db upgrade` (the Helm chart's Job).",
+    )
     load_plugins: str | None = Field(
         default=None,
         description="Comma list of third-party plugin distributions (or entry-point names) to "

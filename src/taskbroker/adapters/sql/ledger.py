@@ -36,7 +36,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from taskbroker.adapters.sql.engine import engine_for
-from taskbroker.adapters.sql.tables import metadata, purged, tasks
+from taskbroker.adapters.sql.tables import purged, tasks
 from taskbroker.core.ports import (
     ACTIVE,
     FAILURE,
@@ -119,12 +119,12 @@ def _record(row: Mapping[str, Any]) -> TaskRecord:
 class SqlLedger(Ledger):
     """The :class:`~taskbroker.core.ports.Ledger` over one SQLAlchemy engine."""
 
-    def __init__(self, engine: Engine, *, create: bool = True) -> None:
+    def __init__(self, engine: Engine) -> None:
+        """The ledger on ``engine``, whose schema :mod:`.migrate` made (``taskbroker db
+        upgrade``, or ``serve``/``worker`` at start)."""
         self.engine = engine
         #: the same pool in autocommit mode: one round trip per single-statement read or write
         self.ac = engine.execution_options(isolation_level="AUTOCOMMIT")
-        if create:
-            metadata.create_all(engine)
 
     @classmethod
     def from_url(cls, url: str) -> SqlLedger:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import click
 
     from taskbroker.core.contract.tasktype import TaskType
@@ -55,6 +57,23 @@ def taskbroker_configure(settings: Any) -> None:
     """Called once with the process's :class:`~taskbroker.core.settings.Settings` after load.
 
     Use it to read settings a plugin needs; do not start threads or connections here.
+    """
+
+
+# --- database schema --------------------------------------------------------------------
+
+
+@hookspec
+def taskbroker_register_migrations(register: Callable[[str, str | Path], None]) -> None:
+    """Register the plugin's Alembic revisions: ``register(name, folder)``.
+
+    A plugin that keeps tables in the ledger's database owns them through migrations: its
+    revisions live in ``folder`` (the first one with ``down_revision = None``) and its version
+    is kept in the table ``taskbroker_schema_<name>`` (``name``: ``[a-z][a-z0-9_]*``, unique),
+    so plugins migrate independently and a plugin that is not loaded is left alone.
+    ``taskbroker db upgrade`` (and ``serve``/``worker`` at start, unless
+    ``TASKBROKER_AUTO_MIGRATE=false``) brings every registered schema to its newest revision
+    under a lock.
     """
 
 

@@ -19,6 +19,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -75,6 +76,15 @@ class Plugins:
 
         self.manager.hook.taskbroker_register_schedules(register=register)
         return [entry for _, entry in _in_load_order(entries, self.info)]
+
+    def migrations(self) -> list[tuple[str, Path]]:
+        """``(name, folder)`` of the Alembic revisions plugins registered
+        (``taskbroker_register_migrations``), in plugin load order."""
+        found: list[tuple[str, tuple[str, Path]]] = []
+        self.manager.hook.taskbroker_register_migrations(
+            register=lambda name, path: found.append((_current_plugin.get(),
+                                                      (str(name), Path(path)))))
+        return [item for _, item in _in_load_order(found, self.info)]
 
     def register_commands(self, cli: Any) -> None:
         """Let plugins add commands to ``cli`` (``taskbroker_register_commands``)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskbroker import hookimpl
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from taskbroker.schedule.store import ScheduleStore
 
 __all__ = ["configure_database", "data_group", "schedule_engine", "schedule_store",
-           "taskbroker_configure", "taskbroker_register_commands"]
+           "taskbroker_configure", "taskbroker_register_commands",
+           "taskbroker_register_migrations"]
 
 _lock = threading.Lock()
 _url: str | None = None
@@ -82,6 +84,12 @@ def configure_database(url: str | None) -> None:
 def taskbroker_configure(settings: Any) -> None:
     """Remember which database holds the schedule data (the ledger's)."""
     configure_database(settings.ledger_url)
+
+
+@hookimpl
+def taskbroker_register_migrations(register: Any) -> None:
+    """The schedule tables' revisions (version table ``taskbroker_schema_schedule``)."""
+    register("schedule", Path(__file__).resolve().parent / "migrations")
 
 
 @hookimpl(tryfirst=True)

@@ -4,6 +4,7 @@ getting better or worse?  Five task types; definitions and thresholds in README.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -24,7 +25,8 @@ from taskbroker.plugins.metrics.params import (
 )
 from taskbroker.plugins.metrics.schedules import taskbroker_register_schedules  # noqa: F401
 
-__all__ = ["TASK_TYPES", "taskbroker_register_commands", "taskbroker_register_task_types"]
+__all__ = ["TASK_TYPES", "taskbroker_register_commands", "taskbroker_register_migrations",
+           "taskbroker_register_task_types"]
 
 TASK_TYPES: tuple[TaskType, ...] = (
     TaskType(
@@ -67,6 +69,12 @@ TASK_TYPES: tuple[TaskType, ...] = (
         estimated_duration="1-3 minutes",
     ),
 )
+
+
+@hookimpl
+def taskbroker_register_migrations(register: Callable[[str, Path], None]) -> None:
+    """The snapshots table's revisions (version table ``taskbroker_schema_metrics``)."""
+    register("metrics", Path(__file__).resolve().parent / "migrations")
 
 
 @hookimpl(trylast=True)
