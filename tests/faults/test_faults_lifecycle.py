@@ -96,7 +96,8 @@ def test_sigkill_of_serve_leaves_no_worker(tmp_path: Path) -> None:
         _kill_tagged(tag)
 
 
-SESSIONS = 6
+#: polite + abrupt session pairs (TB_STDIO_SESSION_PAIRS=30 gives the README's 60 sessions)
+SESSIONS = int(os.environ.get("TB_STDIO_SESSION_PAIRS", "6"))
 
 
 def test_closed_stdio_sessions_leave_no_process(tmp_path: Path) -> None:

@@ -110,10 +110,31 @@ def test_admins_are_limited_too() -> None:
         mw.before(call("start", ADMIN))
 
 
+class KeyRecorder(MemoryStorage):
+    """In-memory storage that remembers the counter keys the moving window asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[str] = []
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        self.keys.append(key)
+        return super().acquire_entry(key, limit, expiry, amount)
+
+
 def test_a_slash_in_a_user_id_cannot_reach_another_key() -> None:
-    mw = RateLimitMiddleware(parse_rate_limits("status: 1/hour", defaults=None))
-    mw.before(call("status", Principal("x/status/y", frozenset())))
-    mw.before(call("status", Principal("x", frozenset())))  # separate counter
+    # Counter keys are LIMITER/<operation>/<user>/<amount>/<multiples>/<granularity>: the
+    # user id must stay one segment (quoted), or "x/status/y" reads as user "x" followed by
+    # extra segments and the key no longer says unambiguously whose counter it is.
+    storage = KeyRecorder()
+    mw = RateLimitMiddleware(parse_rate_limits("status: 1/hour", defaults=None),
+                             storage=storage)
+    for user in ("x/status/y", "x"):
+        mw.before(call("status", Principal(user, frozenset())))
+    assert storage.keys == ["LIMITER/status/x%2Fstatus%2Fy/1/1/hour",
+                            "LIMITER/status/x/1/1/hour"]
+    with pytest.raises(RateLimited):  # each spent its own budget
+        mw.before(call("status", Principal("x", frozenset())))
 
 
 def test_no_identity_is_refused_not_counted() -> None:

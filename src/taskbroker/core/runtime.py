@@ -39,6 +39,7 @@ from taskbroker.core.ports import (
     SUCCESS,
     Ledger,
     PortError,
+    Rejected,
     Unavailable,
 )
 
@@ -253,7 +254,12 @@ class Runtime:
             if isinstance(exc, self.transient_errors):
                 return self._transient(task_type, task_id, exc, retries)
             return self._fail(task_id, self.describe(task_id, exc), exc)
-        if not self._end(task_id, SUCCESS, result=result):
+        try:
+            stored = self._end(task_id, SUCCESS, result=result)
+        except Rejected as exc:  # e.g. a datetime in the result: not JSON
+            return self._fail(task_id, f"ValueError: the task's result could not be stored "
+                                       f"({exc}); return JSON-compatible values", exc)
+        if not stored:
             # cancelled while finishing: the revoke stands
             durable(self.ledger.mark_ended, task_id, patience=self.patience)
             return Outcome("revoked")

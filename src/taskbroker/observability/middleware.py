@@ -98,19 +98,17 @@ class ObservabilityMiddleware(Middleware):
         elapsed = time.perf_counter() - call.started
         outcome = outcome_of(call.error)
         task_type = task_type_label(call)
-        if call.task_type is not None:
-            if call.task_type.secret_params:
-                add_secret_keys(call.task_type.secret_params)
-            if self._active is not None:
-                self._active.add_types([call.task_type.name])
-        metrics.operations_total.labels(call.operation, task_type, outcome).inc()
-        metrics.operation_duration.labels(call.operation, task_type).observe(elapsed)
-        if isinstance(call.error, RateLimited):
-            metrics.rate_limit_denials.labels(call.operation).inc()
         span = call.extra.pop("obs.span", None)
         try:
-            if span is not None:
-                self._finish_span(span, call, task_type, outcome)
+            if call.task_type is not None:
+                if call.task_type.secret_params:
+                    add_secret_keys(call.task_type.secret_params)
+                if self._active is not None:
+                    self._active.add_types([call.task_type.name])
+            metrics.operations_total.labels(call.operation, task_type, outcome).inc()
+            metrics.operation_duration.labels(call.operation, task_type).observe(elapsed)
+            if isinstance(call.error, RateLimited):
+                metrics.rate_limit_denials.labels(call.operation).inc()
             if outcome in ("error", "unavailable"):
                 level = "warning"
             elif outcome == "ok" and call.operation in READ_OPERATIONS:
@@ -123,12 +121,18 @@ class ObservabilityMiddleware(Middleware):
                 **({"error": type(call.error).__name__} if call.error is not None else {}),
             )
         finally:
-            token = call.extra.pop("obs.token", None)
-            if token is not None:
-                otel_context.detach(token)
-            tokens = call.extra.pop("obs.log_tokens", None)
-            if tokens:
-                structlog.contextvars.reset_contextvars(**tokens)
+            # whatever failed above (it is swallowed and logged by the chain), the span ends
+            # and this thread's trace and log context are given back
+            try:
+                if span is not None:
+                    self._finish_span(span, call, task_type, outcome)
+            finally:
+                token = call.extra.pop("obs.token", None)
+                if token is not None:
+                    otel_context.detach(token)
+                tokens = call.extra.pop("obs.log_tokens", None)
+                if tokens:
+                    structlog.contextvars.reset_contextvars(**tokens)
 
     @staticmethod
     def _finish_span(span: Any, call: Call, task_type: str, outcome: str) -> None:

@@ -5,6 +5,7 @@ transport in embedded mode); kombu's errors become :class:`~taskbroker.core.port
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -69,5 +70,15 @@ class CeleryBroker(Broker):
                 conn.ensure_connection(
                     max_retries=1, timeout=self.app.conf.broker_connection_timeout
                 )
+                if conn.transport.driver_type == "filesystem":
+                    # opening a filesystem "connection" touches no file: check the folders
+                    _check_folders(conn.default_channel)
         except Exception as exc:
             raise Unavailable(f"broker unavailable ({type(exc).__name__})") from None
+
+
+def _check_folders(channel: Any) -> None:
+    """Raise OSError unless the filesystem transport's folders exist and take files."""
+    for folder in {channel.data_folder_in, channel.data_folder_out}:
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            raise OSError(f"broker folder {folder} is missing or not writable")

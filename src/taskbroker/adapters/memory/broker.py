@@ -5,10 +5,14 @@ Nothing runs until a test says so: :meth:`StubBroker.run_pending` delivers the q
 messages in this thread through a :class:`~taskbroker.core.runtime.Runtime`, the same code a
 Celery worker runs, and returns each delivery's outcome.  Set ``unavailable`` to make
 ``publish`` and ``ping`` raise :class:`~taskbroker.core.ports.Unavailable`.
+
+A message is a snapshot taken at publish time (as a serialised Celery message is): changing
+the params or headers passed to ``publish`` afterwards does not change what is delivered.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 from collections import deque
@@ -57,8 +61,8 @@ class StubBroker(Broker):
                 headers: Mapping[str, Any] | None = None) -> None:
         if self.unavailable:
             raise Unavailable("broker unavailable: could not queue the task (stub)")
-        message = Message(task_type.name, task_id, task_type.queue, dict(params), owner,
-                          frozenset(roles), priority, dict(headers or {}))
+        message = Message(task_type.name, task_id, task_type.queue, copy.deepcopy(dict(params)),
+                          owner, frozenset(roles), priority, copy.deepcopy(dict(headers or {})))
         with self._lock:
             self._queue.append(message)
             self.published.append(message)

@@ -4,12 +4,19 @@ For fast tests of the pipeline and for plugin authors (``taskbroker.testing``): 
 promise of the port (conditional state changes, idempotency keys, tombstones) and passes the
 same contract suite as the SQL ledger, but lives and dies with its process.  Set
 ``unavailable`` to make every call raise :class:`~taskbroker.core.ports.Unavailable`.
+
+Like the SQL ledger, it stores params and results as JSON: what it hands back is what a JSON
+column would (tuples come back as lists, int keys as strings), a value JSON cannot hold is
+:class:`~taskbroker.core.ports.Rejected`, and every record read is a copy, so mutating it (or
+the dict passed in) never changes the stored task.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
+import json
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,12 +31,34 @@ from taskbroker.core.ports import (
     TERMINAL,
     ActiveRow,
     Ledger,
+    PortError,
+    Rejected,
     TaskRecord,
     Unavailable,
     utcnow,
 )
 
 __all__ = ["MemoryLedger"]
+
+
+def _as_json(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``value`` as a JSON column would hand it back; Rejected when JSON cannot hold it."""
+    try:
+        stored: dict[str, Any] = json.loads(json.dumps(dict(value)))
+    except (TypeError, ValueError) as exc:
+        raise Rejected(f"the ledger refused a value: {what} is not JSON ({type(exc).__name__})"
+                       ) from None
+    return stored
+
+
+def _copy(record: TaskRecord) -> TaskRecord:
+    """A record the caller may mutate without touching the stored one."""
+    return dataclasses.replace(record, params=copy.deepcopy(record.params),
+                               result=copy.deepcopy(record.result))
+
+
+def _copy_or_none(record: TaskRecord | None) -> TaskRecord | None:
+    return None if record is None else _copy(record)
 
 
 class MemoryLedger(Ledger):
@@ -77,13 +106,14 @@ class MemoryLedger(Ledger):
             if idempotency_key is not None:
                 existing = self._by_key(owner, idempotency_key)
                 if existing is not None:
-                    return existing
+                    return _copy(existing)
             if task_id in self._tasks:
-                raise ValueError(f"task id {task_id!r} exists")
+                raise PortError(f"the ledger refused the record: task id {task_id!r} exists")
+            stored_params = _as_json(params, "params")
             now = now or utcnow()
             self._tasks[task_id] = TaskRecord(
                 id=task_id, task_type=task_type, task_name=task_name, owner=owner,
-                params=dict(params), status=QUEUED, progress=0, message=None, result=None,
+                params=stored_params, status=QUEUED, progress=0, message=None, result=None,
                 error=None, queued_at=now, started_at=None, completed_at=None, ended_at=None,
                 heartbeat_at=None, cancel_requested=False, worker=None, attempts=0,
                 priority=priority, idempotency_key=idempotency_key,
@@ -108,7 +138,7 @@ class MemoryLedger(Ledger):
     def by_idempotency_key(self, owner: str, key: str) -> TaskRecord | None:
         with self._lock:
             self._check()
-            return self._by_key(owner, key)
+            return _copy_or_none(self._by_key(owner, key))
 
     def cancel(self, task_id: str, *, owner: str | None = None,
                now: dt.datetime | None = None) -> tuple[TaskRecord | None, bool]:
@@ -116,10 +146,10 @@ class MemoryLedger(Ledger):
             self._check()
             record = self._visible(task_id, owner)
             if record is None or record.status not in ACTIVE:
-                return record, False
+                return _copy_or_none(record), False
             now = now or utcnow()
-            return self._set(task_id, now, status=REVOKED, cancel_requested=True,
-                             completed_at=now, progress=100, message="canceled"), True
+            return _copy(self._set(task_id, now, status=REVOKED, cancel_requested=True,
+                                   completed_at=now, progress=100, message="canceled")), True
 
     # --- writes from the worker --------------------------------------------------------
 
@@ -173,7 +203,7 @@ class MemoryLedger(Ledger):
             if status in TERMINAL:
                 changes.update(completed_at=now, progress=100)
             if result is not None:
-                changes["result"] = dict(result)
+                changes["result"] = _as_json(result, "the result")
             self._set(task_id, now, **changes)
             return True
 
@@ -189,7 +219,7 @@ class MemoryLedger(Ledger):
     def get(self, task_id: str, *, owner: str | None = None) -> TaskRecord | None:
         with self._lock:
             self._check()
-            return self._visible(task_id, owner)
+            return _copy_or_none(self._visible(task_id, owner))
 
     def _active(self, owner: str | None, task_type: str | None) -> list[TaskRecord]:
         return sorted((r for r in self._tasks.values()
@@ -238,7 +268,8 @@ class MemoryLedger(Ledger):
             self._check()
             stale = [r for r in self._tasks.values() if r.status == STARTED
                      and r.heartbeat_at is not None and r.heartbeat_at < cutoff]
-            return sorted(stale, key=lambda r: r.heartbeat_at or cutoff)[:limit]
+            stale.sort(key=lambda r: r.heartbeat_at or cutoff)
+            return [_copy(r) for r in stale[:limit]]
 
     def reclaim_stale(self, task_id: str, cutoff: dt.datetime, *, status: str,
                       error: str) -> bool:
@@ -258,8 +289,9 @@ class MemoryLedger(Ledger):
     def quiet_retries(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
         with self._lock:
             self._check()
-            return [r for r in self._tasks.values()
-                    if r.status == RETRY and self._updated[r.id] < cutoff][:limit]
+            quiet = [r for r in self._tasks.values()
+                     if r.status == RETRY and self._updated[r.id] < cutoff][:limit]
+            return [_copy(r) for r in quiet]
 
     def waiting(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
         with self._lock:

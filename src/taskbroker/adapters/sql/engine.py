@@ -7,7 +7,7 @@ import threading
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool
 
 __all__ = ["dispose_engines", "engine_for", "use_pre_ping"]
 
@@ -47,7 +47,7 @@ def engine_for(url: str) -> Engine:
     """The engine for ``url`` in this process (its pool is emptied in forked children).
 
     ``sqlite://`` (or ``sqlite:///:memory:``) is one in-memory database shared by every
-    thread of the process.
+    thread of the process, one thread at a time.
     """
     with _lock:
         engine = _engines.get(url)
@@ -60,8 +60,12 @@ def _create(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
+            # one connection is the database: a pool of exactly one, checked out by one
+            # thread at a time (a StaticPool would share it between threads, interleaving
+            # their transactions); it is never closed, so the database lives as long as this
             engine = create_engine(url, connect_args={"check_same_thread": False},
-                                   poolclass=StaticPool)
+                                   poolclass=QueuePool, pool_size=1, max_overflow=0,
+                                   pool_timeout=60, pool_recycle=-1)
         else:
             os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})

@@ -32,6 +32,7 @@ from sqlalchemy.exc import (
     InterfaceError,
     OperationalError,
     SQLAlchemyError,
+    StatementError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -64,10 +65,15 @@ T = TypeVar("T")
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(TaskRecord))
 
 
-def _port_error(exc: SQLAlchemyError) -> PortError:
+def _port_error(exc: Exception) -> PortError:
     """The port's error for a database error (its message safe for clients)."""
     if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
         return Unavailable("ledger database unavailable: try again shortly")
+    if isinstance(exc, TypeError | ValueError) or (
+            isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)):
+        # a value the driver or a JSON column cannot take (serialised before the statement)
+        return Rejected("the ledger database refused a value (it is not JSON, or not a type "
+                        "it can store)")
     if isinstance(exc, DataError):
         return Rejected("the ledger database refused a value (a character or size it cannot "
                         "store)")
@@ -85,10 +91,16 @@ def translate_db_errors(fn: Callable[P, T]) -> Callable[P, T]:
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise _port_error(exc) from exc
+        except (SQLAlchemyError, TypeError, ValueError) as exc:
+            if isinstance(exc, PortError):
+                raise
+            raise _port_error(exc) from exc
         # the pool dropped the dead connection: one more try on a fresh one
         try:
             return fn(*args, **kwargs)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, TypeError, ValueError) as exc:
+            if isinstance(exc, PortError):
+                raise
             raise _port_error(exc) from exc
     return wrapper
 
