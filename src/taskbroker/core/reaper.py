@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from taskbroker.core.contract.registry import Registry
 from taskbroker.core.contract.tasktype import TaskType
-from taskbroker.core.ports import Broker, Ledger, Unavailable, utcnow
+from taskbroker.core.ports import FAILURE, RETRY, Broker, Ledger, Unavailable, utcnow
 
 __all__ = ["ReapReport", "Reaper"]
 
@@ -76,13 +76,13 @@ class Reaper:
                      and not task_type.secret_params
                      and record.attempts <= task_type.max_retries)
             if not rerun:
-                if self.ledger.reclaim_stale(record.id, cutoff, status="failure",
+                if self.ledger.reclaim_stale(record.id, cutoff, status=FAILURE,
                                              error="worker lost"):
                     report.failed += 1
                     log.warning("task %s: worker lost, marked failed", record.id)
                 continue
             assert task_type is not None
-            if not self.ledger.reclaim_stale(record.id, cutoff, status="retry",
+            if not self.ledger.reclaim_stale(record.id, cutoff, status=RETRY,
                                              error="worker lost; re-delivered"):
                 continue
             if self._republish(record.id, task_type, record.params, record.owner):

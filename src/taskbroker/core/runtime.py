@@ -34,6 +34,7 @@ from taskbroker.core.contract.tasktype import (
 )
 from taskbroker.core.ports import (
     FAILURE,
+    QUEUED,
     RETRY,
     STARTED,
     SUCCESS,
@@ -204,7 +205,7 @@ class Runtime:
             log.warning("task %s has no ledger record (its start was taken back); message "
                         "dropped", task_id)
             return False
-        if record.status in ("queued", "retry") and not record.cancel_requested:
+        if record.status in (QUEUED, RETRY) and not record.cancel_requested:
             # it became startable between the two reads (a retry landing): one more try
             return durable(self.ledger.mark_started, task_id, worker=worker,
                            patience=self.patience)

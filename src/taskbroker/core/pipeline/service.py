@@ -237,7 +237,7 @@ class TaskService:
                   "not stopped within the grace period" if was_running
                   else "it was queued and will not run")
         return CancelReceipt(
-            task_id=record.id, status="revoked", changed=True,
+            task_id=record.id, status=CLIENT_STATUS[REVOKED], changed=True,
             canceled_at=after.completed_at if after else None,
             message=f"Task {record.id} has been canceled; {detail}.",
         )
