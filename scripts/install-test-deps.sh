@@ -19,3 +19,12 @@ if ((${#need[@]})); then
   fi
 fi
 bash scripts/install-helm.sh >/dev/null
+# An independent MCP tasks-extension client for tests/mcp: fastmcp 4 in a venv of its own
+# (its pins are not ours). Pinned; made once.
+fastmcp_venv=.cache/fastmcp-venv
+if [ ! -x "$fastmcp_venv/bin/python" ] || ! "$fastmcp_venv/bin/python" -c "import fastmcp_tasks" 2>/dev/null; then
+  echo "installing the fastmcp 4 test client into $fastmcp_venv" >&2
+  rm -rf "$fastmcp_venv"
+  python3 -m venv "$fastmcp_venv"
+  "$fastmcp_venv/bin/python" -m pip install -q "fastmcp[tasks]==4.1.4" >/dev/null
+fi

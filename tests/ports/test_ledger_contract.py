@@ -688,6 +688,27 @@ def test_quiet_retries_and_touch(ledger: Ledger) -> None:
     assert ledger.get(unknown) is None
 
 
+def test_snapshots_read_many_tasks_at_once(ledger: Ledger) -> None:
+    queued = new_task(ledger, queued=0)
+    running = started_task(ledger, started=1)
+    ledger.report_progress(running, 40, "halfway")
+    done = started_task(ledger, started=1)
+    ledger.finish(done, status="success", result={"big": "x" * 100}, now=at(3))
+    missing = str(uuid.uuid4())
+    found = ledger.snapshots([queued, running, done, missing, queued])
+    assert set(found) == {queued, running, done}
+    assert (found[queued].status, found[queued].progress, found[queued].message) == (
+        "queued", 0, None)
+    assert found[queued].updated_at == at(0)
+    assert (found[running].status, found[running].progress, found[running].message) == (
+        "started", 40, "halfway")
+    assert (found[done].status, found[done].progress) == ("success", 100)
+    assert found[done].updated_at == at(3)
+    assert ledger.snapshots([]) == {}
+    many = [new_task(ledger) for _ in range(30)]
+    assert set(ledger.snapshots(many)) == set(many)
+
+
 def test_waiting_lists_untouched_queued_and_retrying_tasks_oldest_first(ledger: Ledger) -> None:
     old_queued = new_task(ledger, queued=0)
     retrying = started_task(ledger, started=1)
@@ -883,6 +904,7 @@ CALLS: dict[str, Callable[[Ledger], object]] = {
     "mark_ended": lambda led: led.mark_ended(_ID),
     "get": lambda led: led.get(_ID),
     "list_active": lambda led: led.list_active(),
+    "snapshots": lambda led: led.snapshots([_ID]),
     "count_active": lambda led: led.count_active("alice"),
     "active_counts": lambda led: led.active_counts(),
     "ids": lambda led: led.ids(["queued"]),

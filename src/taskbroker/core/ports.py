@@ -41,6 +41,7 @@ __all__ = [
     "PortError",
     "Rejected",
     "TaskRecord",
+    "TaskSnapshot",
     "Unavailable",
     "utcnow",
 ]
@@ -112,6 +113,15 @@ class TaskRecord:
     def terminal(self) -> bool:
         """True when the task reached success, failure or revoked."""
         return self.status in TERMINAL
+
+
+class TaskSnapshot(NamedTuple):
+    """How far a task is, read cheaply for many tasks at once (waiting clients)."""
+
+    status: str
+    progress: int
+    message: str | None
+    updated_at: dt.datetime
 
 
 class ActiveRow(NamedTuple):
@@ -207,6 +217,12 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def get(self, task_id: str, *, owner: str | None = None) -> TaskRecord | None:
         """The record for ``task_id`` (None when absent or, with ``owner``, not theirs)."""
+
+    @abc.abstractmethod
+    def snapshots(self, task_ids: Iterable[str]) -> dict[str, TaskSnapshot]:
+        """Status, progress, message and update time of each of ``task_ids`` that exists, in
+        one round trip (no params or results): what a shared watcher of many waiting clients
+        reads every interval."""
 
     @abc.abstractmethod
     def list_active(self, *, owner: str | None = None, task_type: str | None = None,

@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     broker_timeout: float = Field(
         default=2.0, gt=0, description="Seconds a publish may take before ConnectionError."
     )
+    tool_wait_seconds: float = Field(
+        default=45.0, ge=0, le=300,
+        description="How long a typed task tool call waits for its task before answering with "
+        "the task id (keep it under MCP clients' tool-call timeouts, often 60 s).",
+    )
+    watch_interval: float = Field(
+        default=0.5, gt=0, le=10,
+        description="Seconds between the shared reads of the tasks that clients wait for (one "
+        "query per interval for all waiters).",
+    )
     max_params_bytes: int = Field(
         default=65536, ge=256, description="Largest accepted params payload (JSON bytes)."
     )

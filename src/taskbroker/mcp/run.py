@@ -16,7 +16,7 @@ from mcp.server.auth.settings import AuthSettings
 
 from taskbroker.app import App, local_principal
 from taskbroker.core.settings import Settings
-from taskbroker.mcp.server import create_server
+from taskbroker.mcp.server import ServerOptions, create_server
 from taskbroker.mcp.tokens import JWTVerifier, StaticTokenVerifier, add_token, new_token
 
 __all__ = ["AnyOfVerifier", "build_verifier", "ensure_local_admin_token", "serve_mcp"]
@@ -110,6 +110,14 @@ def _on_stop_signals(handler: Callable[[int], None]) -> None:
         signal.signal(sig, lambda signum, _frame: handler(signum))
 
 
+def server_options(settings: Settings) -> ServerOptions:
+    """The MCP layer's waiting and advertising choices from ``settings``."""
+    retention = settings.ledger_retention_days
+    return ServerOptions(wait_seconds=settings.tool_wait_seconds,
+                         task_ttl_ms=None if retention is None else int(retention * 86_400_000),
+                         watch_interval=settings.watch_interval)
+
+
 def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port: int,
               cleanup: Callable[[], None] = lambda: None) -> None:
     """Serve the MCP tools over ``transport`` until SIGTERM/SIGINT (or, over stdio, until the
@@ -133,7 +141,8 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
 
         _on_stop_signals(stop_stdio)
         try:
-            create_server(app.service, local_principal=principal).run("stdio")
+            create_server(app.service, local_principal=principal,
+                          options=server_options(settings)).run("stdio")
         finally:
             cleanup()
         return
@@ -153,7 +162,7 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
         auth = AuthSettings(issuer_url=issuer, resource_server_url=public,
                             required_scopes=None, validate_token_resource=False)
     mcp = create_server(app.service, local_principal=principal, token_verifier=verifier,
-                        auth=auth)
+                        auth=auth, options=server_options(settings))
     allowed = [h.strip() for h in settings.allowed_hosts.split(",") if h.strip()]
     http_app = create_http_app(mcp, app.service, host=host, allowed_hosts=allowed,
                                metrics=app.metrics)

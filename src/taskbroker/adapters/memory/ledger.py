@@ -34,6 +34,7 @@ from taskbroker.core.ports import (
     PortError,
     Rejected,
     TaskRecord,
+    TaskSnapshot,
     Unavailable,
     utcnow,
 )
@@ -220,6 +221,12 @@ class MemoryLedger(Ledger):
         with self._lock:
             self._check()
             return _copy_or_none(self._visible(task_id, owner))
+
+    def snapshots(self, task_ids: Iterable[str]) -> dict[str, TaskSnapshot]:
+        with self._lock:
+            self._check()
+            return {i: TaskSnapshot(r.status, r.progress, r.message, self._updated[i])
+                    for i in dict.fromkeys(task_ids) if (r := self._tasks.get(i)) is not None}
 
     def _active(self, owner: str | None, task_type: str | None) -> list[TaskRecord]:
         return sorted((r for r in self._tasks.values()

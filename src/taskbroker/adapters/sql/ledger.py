@@ -51,6 +51,7 @@ from taskbroker.core.ports import (
     PortError,
     Rejected,
     TaskRecord,
+    TaskSnapshot,
     Unavailable,
     utcnow,
 )
@@ -302,6 +303,20 @@ class SqlLedger(Ledger):
             else:
                 row = conn.execute(_GET_OWNED, {"id": task_id, "owner": owner}).mappings().first()
         return _record(row) if row else None
+
+    @translate_db_errors
+    def snapshots(self, task_ids: Iterable[str]) -> dict[str, TaskSnapshot]:
+        wanted = list(dict.fromkeys(task_ids))
+        found: dict[str, TaskSnapshot] = {}
+        with self.ac.connect() as conn:
+            for i in range(0, len(wanted), 1000):
+                rows = conn.execute(
+                    select(tasks.c.id, tasks.c.status, tasks.c.progress, tasks.c.message,
+                           tasks.c.updated_at).where(tasks.c.id.in_(wanted[i:i + 1000]))
+                ).all()
+                for row in rows:
+                    found[row[0]] = TaskSnapshot(row[1], row[2], row[3], _aware(row[4]))
+        return found
 
     @translate_db_errors
     def list_active(self, *, owner: str | None = None, task_type: str | None = None,

@@ -1,0 +1,53 @@
+"""What a finished task looks like to an MCP client: the ``CallToolResult`` its typed tool
+returns, and the extension's task object.  One place, so the typed tool's own answer and the
+tasks extension's ``tasks/get`` inline the same result."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp.types import CallToolResult, TextContent
+
+from taskbroker.core.pipeline.models import TaskStatus
+from taskbroker.mcp.errors import to_tool_error
+
+__all__ = ["compact_json", "pending_result", "tool_result"]
+
+
+def compact_json(value: Any) -> str:
+    """JSON without indentation (what text content carries beside structured content)."""
+    return json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def tool_result(status: TaskStatus) -> CallToolResult:
+    """The CallToolResult of a finished task: its result as structured content, or a tool
+    error (``isError``) carrying its error text."""
+    if status.status == "success":
+        result = status.result or {}
+        return CallToolResult(content=[TextContent(type="text", text=compact_json(result))],
+                              structured_content=result)
+    why = status.error or ("the task was canceled" if status.status == "revoked"
+                           else f"the task ended as {status.status}")
+    return CallToolResult(content=[TextContent(type="text", text=f"{status.status}: {why}")],
+                          is_error=True)
+
+
+def pending_result(status: TaskStatus, *, waited: float) -> CallToolResult:
+    """A typed tool's answer when its task did not finish within the wait: where it stands
+    and how to wait for it (not an error: the task goes on)."""
+    body = {
+        "task_id": status.task_id, "status": status.status, "progress": status.progress,
+        "message": status.message,
+        "next": (f"still running after {waited:g} s: call wait_for_task_tool with this task_id "
+                 "(or poll get_task_status_tool); the result is kept in the ledger"),
+    }
+    return CallToolResult(content=[TextContent(type="text", text=compact_json(body))],
+                          structured_content=body)
+
+
+def error_result(exc: BaseException, tool: str) -> CallToolResult:
+    """A refused call as a tool error whose text starts with the documented kind
+    (``ValueError: ...``, ``PermissionError: ...``)."""
+    text = str(to_tool_error(exc, tool).args[0])
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)

@@ -1,0 +1,359 @@
+"""Waiting for a task over MCP, with the official SDK client and real servers: typed task tools
+(result in the same call, or the task id past the wait), wait_for_task_tool, the tasks
+extension (handle, tasks/get, tasks/cancel, tasks/update), progress and logging
+notifications, the task resource, and what is (not) advertised."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import warnings
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from tests.conftest import LOG_DIR
+from tests.support.mcp_client import run_with, stdio_client, tool_text
+from tests.support.procs import (
+    ROOT,
+    Proc,
+    free_port,
+    start_process,
+    taskbroker_argv,
+    wait_for,
+)
+from tests.support.tasks_client import (
+    TASKS,
+    TasksClient,
+    cancel_task,
+    get_task,
+    update_task,
+)
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+WAIT = 3  # the server's TASKBROKER_TOOL_WAIT_SECONDS here
+
+
+@pytest.fixture(scope="module")
+def server(dist_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[dict[str, str]]:
+    """`taskbroker serve` over HTTP (no worker of its own: the session's consumes); yields the
+    URL and a token per user."""
+    from taskbroker.mcp.tokens import add_token
+
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.json"
+    users = {name: add_token(tokens, f"wait-{name}", []) for name in ("alice", "bob")}
+    port = free_port()
+    env = dict(dist_env, TASKBROKER_TOKEN_FILE=str(tokens), TASKBROKER_TOOL_WAIT_SECONDS=str(WAIT),
+               TASKBROKER_WATCH_INTERVAL="0.1")
+    proc: Proc = start_process(taskbroker_argv("serve", "--port", str(port), "--no-worker"),
+                               env=env, name="wait-server", log_dir=LOG_DIR)
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200,
+                 timeout=60, what="server up")
+        yield {"url": f"http://127.0.0.1:{port}/mcp", **users}
+    finally:
+        proc.stop()
+
+
+def with_client(server: dict[str, str], user: str, body: Callable[[Client], Awaitable[Any]],
+                **client_args: Any) -> Any:
+    """Run ``body`` in an SDK client session of ``user`` (extra Client fields allowed)."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def main() -> Any:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {server[user]}"},
+                                  timeout=60)
+        async with Client(streamable_http_client(server["url"], http_client=http),
+                          **client_args) as c:
+            return await body(c)
+
+    return anyio.run(main)
+
+
+def test_a_typed_tool_returns_its_result_and_reports_progress(server: dict[str, str]) -> None:
+    progress: list[tuple[float, str | None]] = []
+
+    async def body(c: Client) -> None:
+        tools = {t.name: t for t in (await c.list_tools()).tools}
+        assert tools["test_count"].input_schema["properties"]["n"]["maximum"] == 1000
+        assert "background task" in (tools["test_count"].description or "")
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append((done, message))
+
+        r = await c.call_tool("test_count", {"n": 4, "step_ms": 150},
+                              progress_callback=on_progress)
+        assert not r.is_error, tool_text(r)
+        assert r.structured_content == {"sum": 10, "steps": 4}
+        assert json.loads(tool_text(r)) == {"sum": 10, "steps": 4}  # compact text, same data
+
+    with_client(server, "alice", body)
+    values = [p for p, _ in progress]
+    assert values == sorted(values) and values[-1] == 100, progress
+    assert any(m == "step 2/4" for _, m in progress), progress
+
+
+def test_a_typed_tool_past_its_wait_answers_the_task_id_and_the_wait_tool_finishes_it(
+    server: dict[str, str],
+) -> None:
+    progress: list[float] = []
+
+    async def body(c: Client) -> dict[str, Any]:
+        first = await c.call_tool("test_sleep", {"seconds": WAIT + 3})
+        assert not first.is_error, tool_text(first)
+        pending = first.structured_content
+        assert pending["status"] == "started" and "wait_for_task_tool" in pending["next"]
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append(done)
+
+        done = await c.call_tool("wait_for_task_tool",
+                                 {"task_id": pending["task_id"], "timeout_seconds": 30},
+                                 progress_callback=on_progress)
+        assert not done.is_error, tool_text(done)
+        return done.structured_content
+
+    final = with_client(server, "alice", body)
+    assert final["status"] == "success" and final["result"]["slept"] == WAIT + 3
+    assert progress and progress[-1] == 100
+
+
+def test_the_wait_tool_returns_at_its_timeout_with_the_current_status(
+    server: dict[str, str],
+) -> None:
+    async def body(c: Client) -> tuple[dict[str, Any], float]:
+        started = await c.call_tool("start_background_task_tool",
+                                    {"task_type": "test_sleep", "params": {"seconds": 8}})
+        task_id = started.structured_content["task_id"]
+        began = anyio.current_time()
+        waited = await c.call_tool("wait_for_task_tool",
+                                   {"task_id": task_id, "timeout_seconds": 1})
+        took = anyio.current_time() - began
+        await c.call_tool("cancel_task_tool", {"task_id": task_id})
+        return waited.structured_content, took
+
+    status, took = with_client(server, "alice", body)
+    assert status["status"] in ("pending", "started") and took < 8  # a give-up bound
+
+
+def test_wait_tool_validates_its_arguments(server: dict[str, str]) -> None:
+    async def body(c: Client) -> list[str]:
+        texts = []
+        for args in ({"task_id": "nope nope"}, {"task_id": "a-1", "timeout_seconds": 500}):
+            r = await c.call_tool("wait_for_task_tool", args)
+            assert r.is_error
+            texts.append(tool_text(r))
+        return texts
+
+    bad_id, too_long = with_client(server, "alice", body)
+    assert re.sub(r"^Error executing tool \w+: ", "", bad_id).startswith("ValueError: task_id")
+    assert "timeout_seconds" in too_long
+
+
+# --- the tasks extension ------------------------------------------------------------------
+
+
+def test_the_tasks_extension_runs_a_task_to_completion(server: dict[str, str]) -> None:
+    ext = TasksClient()
+
+    async def body(c: Client) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        caps = c.session.server_capabilities
+        assert TASKS in (caps.extensions or {})
+        # the raw handle, and a tasks/get right after it (the record is durable)
+        handle = await c.session.call_tool("test_count", {"n": 3, "step_ms": 100},
+                                           allow_claimed=True)
+        first = await get_task(c.session, handle.task_id)
+        resolved = await c.call_tool("test_count", {"n": 5, "step_ms": 0})
+        return handle, first, resolved.model_dump(by_alias=True, mode="json")
+
+    handle, first, resolved = with_client(server, "alice", body, extensions=[ext])
+    assert handle.result_type == "task" and re.fullmatch(r"[0-9a-f-]{36}", handle.task_id)
+    assert handle.status == "working" and handle.poll_interval_ms == 1000
+    assert handle.ttl_ms == 30 * 86_400_000
+    assert first["taskId"] == handle.task_id and first["status"] in ("working", "completed")
+    assert first["resultType"] == "complete"
+    assert resolved["structuredContent"] == {"sum": 15, "steps": 5}
+    assert resolved.get("isError") in (None, False)
+    assert ext.polls >= 1 and len(ext.handles) == 1
+
+
+def test_a_failed_task_is_completed_with_is_error(server: dict[str, str]) -> None:
+    async def body(c: Client) -> dict[str, Any]:
+        handle = await c.session.call_tool("test_fail", {"message": "disk on fire"},
+                                           allow_claimed=True)
+        with anyio.fail_after(60):
+            while (task := await get_task(c.session, handle.task_id))["status"] == "working":
+                await anyio.sleep(0.1)
+        return task
+
+    task = with_client(server, "alice", body, extensions=[TasksClient()])
+    assert task["status"] == "completed" and task["result"]["isError"] is True
+    assert "RuntimeError: disk on fire" in task["result"]["content"][0]["text"]
+
+
+def test_tasks_cancel_acknowledges_and_the_task_ends_cancelled(server: dict[str, str]) -> None:
+    async def body(c: Client) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        handle = await c.session.call_tool("test_sleep", {"seconds": 30}, allow_claimed=True)
+        ack = await cancel_task(c.session, handle.task_id)
+        updated = await update_task(c.session, handle.task_id,
+                                    {"never-asked": {"action": "accept"}})
+        with anyio.fail_after(60):
+            while (task := await get_task(c.session, handle.task_id))["status"] == "working":
+                await anyio.sleep(0.1)
+        return ack, updated, task
+
+    ack, updated, task = with_client(server, "alice", body, extensions=[TasksClient()])
+    for empty in (ack, updated):  # empty acknowledgements (the SDK stamps serverInfo in _meta)
+        assert {k: v for k, v in empty.items() if k != "_meta"} == {"resultType": "complete"}
+    assert task["status"] == "cancelled"
+
+
+def test_unknown_and_foreign_task_ids_read_exactly_the_same(server: dict[str, str]) -> None:
+    async def alices(c: Client) -> str:
+        handle = await c.session.call_tool("test_echo", {}, allow_claimed=True)
+        return handle.task_id
+
+    task_id = with_client(server, "alice", alices, extensions=[TasksClient()])
+
+    async def bobs(c: Client) -> list[tuple[int, str]]:
+        seen = []
+        for probe in (task_id, "00000000-0000-4000-8000-000000000000", "not a task id"):
+            for call in (get_task, cancel_task):
+                with pytest.raises(MCPError) as raised:
+                    await call(c.session, probe)
+                seen.append((raised.value.error.code, raised.value.error.message))
+        return seen
+
+    answers = with_client(server, "bob", bobs, extensions=[TasksClient()])
+    assert set(answers) == {(-32602, "Failed to retrieve task: Task not found")}
+
+
+def test_roles_apply_to_typed_tools_and_the_extension(server: dict[str, str]) -> None:
+    async def body(c: Client) -> list[str]:
+        plain = await c.call_tool("test_admin_only", {})
+        raw = await c.session.call_tool("test_admin_only", {}, allow_claimed=True)
+        return [tool_text(plain), tool_text(raw)]
+
+    for text in with_client(server, "alice", body, extensions=[TasksClient()]):
+        assert text.startswith("PermissionError: ") and "'admin' role" in text
+
+
+# --- logging, resources, capabilities -----------------------------------------------------
+
+
+def test_logging_notifications_follow_the_chosen_level(server: dict[str, str]) -> None:
+    def run(level: str, **client: Any) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+
+        async def on_log(params: Any) -> None:
+            messages.append({"level": params.level, **params.data})
+
+        async def body(c: Client) -> None:
+            if client.get("mode") == "legacy":
+                with warnings.catch_warnings():  # the SDK: deprecated as of 2026-07-28
+                    warnings.simplefilter("ignore")
+                    await c.set_logging_level(level)
+            r = await c.call_tool("test_count", {"n": 3, "step_ms": 200})
+            assert not r.is_error, tool_text(r)
+
+        with_client(server, "alice", body, logging_callback=on_log, **client)
+        return messages
+
+    legacy = run("info", mode="legacy")
+    assert any(m["status"] == "success" and "finished" in m["message"] for m in legacy), legacy
+    assert all(m["level"] != "debug" for m in legacy)
+    assert run("error", mode="legacy") == []
+    modern = run("debug", log_level="debug")
+    assert any(m["level"] == "debug" and m.get("progress") for m in modern), modern
+    assert any("finished: success" in m.get("message", "") for m in modern), modern
+
+
+def test_a_task_resource_reads_the_callers_task_only(server: dict[str, str]) -> None:
+    async def alices(c: Client) -> tuple[str, dict[str, Any], list[str]]:
+        templates = [t.uri_template for t in (await c.list_resource_templates()).resource_templates]
+        r = await c.call_tool("test_count", {"n": 2, "step_ms": 0})
+        listed = await c.call_tool("start_background_task_tool",
+                                   {"task_type": "test_count", "params": {"n": 2}})
+        task_id = listed.structured_content["task_id"]
+        await c.call_tool("wait_for_task_tool", {"task_id": task_id})
+        read = await c.read_resource(f"taskbroker://tasks/{task_id}")
+        assert not r.is_error
+        return task_id, json.loads(read.contents[0].text), templates
+
+    task_id, body, templates = with_client(server, "alice", alices)
+    assert templates == ["taskbroker://tasks/{task_id}"]
+    assert body["status"] == "success" and body["result"] == {"sum": 3, "steps": 2}
+
+    async def bobs(c: Client) -> list[str]:
+        errors = []
+        for probe in (task_id, "00000000-0000-4000-8000-000000000000"):
+            with pytest.raises(MCPError) as raised:
+                await c.read_resource(f"taskbroker://tasks/{probe}")
+            errors.append(raised.value.error.message.replace(probe, "<id>"))
+        return errors
+
+    foreign, unknown = with_client(server, "bob", bobs)
+    assert foreign == unknown
+
+
+def test_capabilities_advertise_what_is_served(server: dict[str, str]) -> None:
+    async def body(c: Client) -> Any:
+        return c.session.server_capabilities
+
+    modern = with_client(server, "alice", body)
+    assert TASKS in (modern.extensions or {}) and modern.prompts is None
+    assert modern.resources is not None and modern.tools is not None
+    legacy = with_client(server, "alice", body, mode="legacy")
+    assert legacy.logging is not None and legacy.prompts is None
+
+
+def test_typed_tools_and_waiting_over_stdio(dist_env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(dist_env, TASKBROKER_TOOL_WAIT_SECONDS="30", TASKBROKER_WATCH_INTERVAL="0.1")
+
+    async def body(c: Client) -> tuple[Any, Any]:
+        typed = await c.call_tool("test_count", {"n": 3, "step_ms": 50})
+        started = await c.call_tool("start_background_task_tool",
+                                    {"task_type": "test_count", "params": {"n": 2}})
+        waited = await c.call_tool("wait_for_task_tool",
+                                   {"task_id": started.structured_content["task_id"]})
+        return typed.structured_content, waited.structured_content
+
+    typed, waited = run_with(stdio_client(env), body)
+    assert typed == {"sum": 6, "steps": 3}
+    assert waited["status"] == "success" and waited["result"] == {"sum": 3, "steps": 2}
+
+
+FASTMCP_PYTHON = ROOT / ".cache" / "fastmcp-venv" / "bin" / "python"
+
+
+def test_an_independent_client_fastmcp_4_runs_and_cancels_tasks(server: dict[str, str]) -> None:
+    """The fastmcp 4 client (fastmcp[tasks], its own venv made by scripts/install-test-deps.sh)
+    speaks the tasks extension on its own: transparent calls, explicit handles, cancel, and
+    another user's id refused like an unknown one."""
+    assert FASTMCP_PYTHON.exists(), "run scripts/install-test-deps.sh (make test does)"
+
+    async def alices(c: Client) -> str:
+        handle = await c.session.call_tool("test_echo", {}, allow_claimed=True)
+        return handle.task_id
+
+    foreign = with_client(server, "alice", alices, extensions=[TasksClient()])
+    done = subprocess.run([str(FASTMCP_PYTHON), str(ROOT / "tests/support/fastmcp_probe.py"),
+                           server["url"], server["bob"], foreign],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["transparent"] == {"sum": 10, "steps": 4}
+    assert seen["first_status"] in ("working", "completed")
+    assert seen["handle_result"] == {"sum": 6, "steps": 3} and seen["final_status"] == "completed"
+    assert seen["cancelled_status"] == "cancelled"
+    assert seen["foreign_and_unknown"] == ["-32602: Failed to retrieve task: Task not found"] * 2
