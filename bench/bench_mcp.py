@@ -288,7 +288,52 @@ def run(benv: BenchEnv, tiny: bool) -> list[Figure]:
         ids = _some_ids(benv)
         fig, _ = _memory(benv, ours, ids, sizes, idle_ours)
         figures.append(fig)
+        figures.append(_waiting(ours, ids, tiny))
     return figures
+
+
+#: a waiting client may cost the server at most this much CPU per second of waiting
+WAIT_CPU_TARGET_MS = 1.0
+
+
+def _waiting(server: Server, ids: list[str], tiny: bool) -> Figure:
+    """Server CPU per waiting client per second: N sessions inside wait_for_task_tool on
+    tasks that do not finish, against the same server idle for as long."""
+    waiters, seconds = (10, 3.0) if tiny else (100, 10.0)
+    pid = server.proc.pid
+
+    async def measure() -> tuple[float, float]:
+        async with contextlib.AsyncExitStack() as stack:
+            sessions = [await stack.enter_async_context(http_client(server.url))
+                        for _ in range(waiters)]
+            for s in sessions:  # warm each session up (untimed)
+                await s.call_tool("get_task_status_tool", {"task_id": ids[0]})
+            cpu0 = cpu_seconds(pid)
+            await anyio.sleep(seconds)
+            idle = cpu_seconds(pid) - cpu0
+
+            async def wait(session: Any, task_id: str) -> None:
+                res = await session.call_tool("wait_for_task_tool",
+                                              {"task_id": task_id, "timeout_seconds": seconds})
+                if res.is_error:
+                    raise RuntimeError(f"wait_for_task_tool failed: {res.content}")
+
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for i, s in enumerate(sessions):
+                    tg.start_soon(wait, s, ids[i % len(ids)])
+            busy, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
+        # net of what the idle server burns anyway; the calls themselves (2 status reads each)
+        # are included: the cost of a whole wait
+        return ms(busy - idle / seconds * wall) / (waiters * wall), ms(idle) / seconds
+
+    per_waiter, idle_per_second = anyio.run(measure)
+    return Figure("MCP server CPU per waiting client per second (wait_for_task_tool)",
+                  per_waiter, None, "ms/s", idle_per_second, "idle server CPU per second",
+                  target=f"<= {WAIT_CPU_TARGET_MS:g} ms/s", met=per_waiter <= WAIT_CPU_TARGET_MS,
+                  note=f"{waiters} clients waiting {seconds:g} s each on tasks that do not "
+                       "finish, net of the idle server's own CPU; one shared ledger read per "
+                       "watch interval")
 
 
 def _some_ids(benv: BenchEnv) -> list[str]:

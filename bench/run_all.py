@@ -47,6 +47,7 @@ EXPECTED_ROWS = (
     "idle server RSS",
     "worker RSS",
     "server RSS after",
+    "MCP server CPU per waiting client",
     "N-1/N-2 contingency",
     "metrics_computation",
 )
