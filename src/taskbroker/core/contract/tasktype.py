@@ -65,6 +65,10 @@ class TaskType:
             what clients see.  Use :class:`NoParams` for a task without parameters.
         estimated_duration: human-readable guess such as ``"2-5 minutes"``.
         required_role: role a caller must hold to start it (``None``: anyone authenticated).
+        mutates: True when the task deletes, activates or changes state other users rely on
+            (stored snapshots, fallback schedules, the crisis state); such a type must name a
+            ``required_role`` (least privilege: a type that changes shared state is never
+            open to every authenticated user).
         queue: Celery queue the task is routed to.
         soft_time_limit: seconds after which the handler gets ``SoftTimeLimitExceeded`` and the
             task ends as failure "time limit exceeded".
@@ -85,6 +89,7 @@ class TaskType:
     params: type[BaseModel] = NoParams
     estimated_duration: str = "unknown"
     required_role: str | None = None
+    mutates: bool = False
     queue: str = "taskbroker"
     soft_time_limit: float | None = 540.0
     time_limit: float | None = 600.0
@@ -93,6 +98,12 @@ class TaskType:
     secret_params: frozenset[str] = field(default_factory=frozenset)
     caller_param: str | None = None
     plugin: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mutates and not self.required_role:
+            raise ValueError(
+                f"task type {self.name!r}: mutates=True needs a required_role (a task that "
+                "changes shared state must not be open to every authenticated user)")
 
     @property
     def celery_name(self) -> str:

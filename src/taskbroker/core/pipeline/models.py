@@ -112,6 +112,7 @@ class TaskTypeInfo(BaseModel):
     description: str
     params_schema: dict[str, Any]
     required_role: str | None
+    mutates: bool = False
     estimated_duration: str
     queue: str
     plugin: str | None

@@ -261,7 +261,8 @@ class TaskService:
         return [
             TaskTypeInfo(
                 name=t.name, description=t.description, params_schema=self.registry.schema(t.name),
-                required_role=t.required_role, estimated_duration=t.estimated_duration,
+                required_role=t.required_role, mutates=t.mutates,
+                estimated_duration=t.estimated_duration,
                 queue=t.queue, plugin=t.plugin,
                 plugin_version=self.plugin_versions.get(t.plugin or ""),
                 idempotent=t.idempotent,

@@ -7,7 +7,13 @@ from typing import Annotated
 
 from pydantic import Field
 
-__all__ = ["EARLIEST_DATE", "LATEST_DATE", "ScheduleDate"]
+__all__ = ["ADMIN_ROLE", "EARLIEST_DATE", "LATEST_DATE", "PLANNER_ROLE", "ScheduleDate"]
+
+#: the role for task types that change shared data other users read (stored snapshots,
+#: precomputed fallback schedules); admins hold it too
+PLANNER_ROLE = "planner"
+#: the role for task types that delete data or change the program's operating state
+ADMIN_ROLE = "admin"
 
 #: the dates the built-in task types accept: far enough for any residency schedule, near
 #: enough that a window of up to two years after one never leaves the calendar

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from taskbroker import TaskType, hookimpl
+from taskbroker.plugins.data.params import ADMIN_ROLE, PLANNER_ROLE
 from taskbroker.plugins.metrics import (
     cleanup,
     computation,
@@ -44,6 +45,7 @@ TASK_TYPES: tuple[TaskType, ...] = (
         run=snapshots.run,
         params=SnapshotParams,
         estimated_duration="1-2 minutes",
+        required_role=PLANNER_ROLE, mutates=True,
     ),
     TaskType(
         name="metrics_cleanup",
@@ -51,6 +53,7 @@ TASK_TYPES: tuple[TaskType, ...] = (
         run=cleanup.run,
         params=CleanupParams,
         estimated_duration="1-2 minutes",
+        required_role=ADMIN_ROLE, mutates=True,
     ),
     TaskType(
         name="metrics_fairness_report",

@@ -48,6 +48,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taskbroker import TaskType, hookimpl
+from taskbroker.plugins.data.params import ADMIN_ROLE, PLANNER_ROLE
 from taskbroker.plugins.resilience import (
     contingency,
     crisis_activation,
@@ -86,7 +87,7 @@ def task_types(store: ScheduleStore | None = None) -> list[TaskType]:
             description="Precompute and store fallback schedules for seven loss scenarios, "
             "each repaired by reassignment, with coverage rates.",
             run=_bind(fallback.run, store), params=DaysAheadParams,
-            estimated_duration="5-10 minutes"),
+            estimated_duration="5-10 minutes", required_role=PLANNER_ROLE, mutates=True),
         TaskType(
             name="resilience_utilization_forecast",
             description="Per-day faculty utilization with approved absences, risk levels "
@@ -99,15 +100,15 @@ def task_types(store: ScheduleStore | None = None) -> list[TaskType]:
             "for a severity, recorded with the approving admin.",
             run=_bind(crisis_activation.run, store),
             params=crisis_activation.CrisisActivationParams,
-            estimated_duration="30 seconds", required_role="admin",
+            estimated_duration="30 seconds", required_role=ADMIN_ROLE, mutates=True,
             caller_param="approved_by", idempotent=False, max_retries=0),
         TaskType(
             name="resilience_crisis_deactivation",
             description="End the active crisis, recorded with the deactivating admin.",
             run=_bind(crisis_deactivation.run, store),
             params=crisis_deactivation.CrisisDeactivationParams,
-            estimated_duration="30 seconds", required_role="admin", idempotent=False,
-            max_retries=0),
+            estimated_duration="30 seconds", required_role=ADMIN_ROLE, mutates=True,
+            idempotent=False, max_retries=0),
     ]
 
 
