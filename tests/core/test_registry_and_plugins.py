@@ -48,8 +48,13 @@ def test_bad_params_name_the_field_and_the_accepted_values() -> None:
     assert "mode (string, default \"fast\")" in msg
     with pytest.raises(InvalidRequest, match="params: must be an object"):
         reg.validate("t", ["not", "a", "dict"])  # type: ignore[arg-type]
-    _, model = reg.validate("t", {"days_ahead": "30"})
+    _, model = reg.validate("t", {"days_ahead": 30})
     assert model.days_ahead == 30  # type: ignore[attr-defined]
+    # strict JSON types: no string or boolean for an integer
+    for loose in ("30", True, 30.5):
+        with pytest.raises(InvalidRequest, match=r"params.days_ahead: Input should be a valid "
+                                                 "integer"):
+            reg.validate("t", {"days_ahead": loose})
 
 
 def test_secret_params_are_not_echoed_in_errors() -> None:

@@ -21,7 +21,13 @@ from taskbroker.core.pipeline.middleware.ratelimit import RateLimitMiddleware, p
 from taskbroker.core.pipeline.principal import Principal
 from taskbroker.mcp.errors import to_tool_error
 from taskbroker.mcp.run import AnyOfVerifier, build_verifier
-from taskbroker.mcp.tokens import JWTVerifier, StaticTokenVerifier, add_token, hash_token
+from taskbroker.mcp.tokens import (
+    JWTVerifier,
+    StaticTokenVerifier,
+    add_token,
+    hash_token,
+    jwt_user_id,
+)
 from tests.security.conftest import AUDIENCE, ISSUER, Keys, new_rsa_key, write_jwks
 
 
@@ -84,7 +90,7 @@ def test_jwt_claims_are_checked(keys: Keys) -> None:
     v = jwt_verifier(keys)
     now = int(time.time())
     assert verify(v, keys.hs256("u1", roles=["admin"])).scopes == ["admin"]
-    assert verify(v, keys.rs256("u2")).subject == "u2"
+    assert verify(v, keys.rs256("u2")).subject == jwt_id("u2")
     rejected = {
         "expired": keys.hs256("u", exp=now - 3600),
         "not yet valid": keys.hs256("u", nbf=now + 3600),
@@ -104,9 +110,9 @@ def test_jwt_claims_are_checked(keys: Keys) -> None:
 
 
 def test_jwt_audience_list_and_configured_list(keys: Keys) -> None:
-    assert verify(jwt_verifier(keys), keys.hs256("u", aud=["x", AUDIENCE])).subject == "u"
+    assert verify(jwt_verifier(keys), keys.hs256("u", aud=["x", AUDIENCE])).subject == jwt_id("u")
     multi = jwt_verifier(keys, audience=f"api-a, {AUDIENCE}")
-    assert verify(multi, keys.hs256("u", aud="api-a")).subject == "u"
+    assert verify(multi, keys.hs256("u", aud="api-a")).subject == jwt_id("u")
     assert verify(multi, keys.hs256("u", aud="api-b")) is None
 
 
@@ -140,7 +146,7 @@ def test_jwks_key_is_chosen_by_kid(keys: Keys, tmp_path: Path) -> None:
     token = jwt.encode({"sub": "u", "exp": int(time.time()) + 60, "iss": ISSUER,
                         "aud": AUDIENCE}, other, algorithm="RS256",
                        headers={"kid": "other-kid"})
-    assert verify(v, token).subject == "u"
+    assert verify(v, token).subject == jwt_id("u")
     assert verify(v, keys.hs256("u")) is None  # no secret configured: HS256 refused
 
 
@@ -154,7 +160,7 @@ def test_build_verifier_combines_file_and_jwt(keys: Keys, tmp_path: Path) -> Non
     v = build_verifier(settings)
     assert isinstance(v, AnyOfVerifier)
     assert verify(v, static).subject == "alice"
-    assert verify(v, keys.hs256("bob")).subject == "bob"
+    assert verify(v, keys.hs256("bob")).subject == jwt_id("bob")
     assert verify(v, "nope") is None
 
 
@@ -209,3 +215,46 @@ def test_client_error_texts_are_distinct_and_traceback_free() -> None:
     assert len({t.split(":", 1)[0] for t in texts}) == len(texts)
     assert "internal detail" not in texts[3] and texts[3].startswith("InternalError:")
     assert not any("Traceback" in t for t in texts)
+
+
+def jwt_id(sub: str) -> str:
+    """The user id of a JWT from the test issuer."""
+    return jwt_user_id(ISSUER, sub)
+
+
+def test_jwt_leeway_is_honoured_end_to_end(keys: Keys) -> None:
+    v = jwt_verifier(keys)  # 30 s leeway
+    now = int(time.time())
+    found = verify(v, keys.hs256("u", exp=now - 10))
+    assert found is not None and found.subject == jwt_id("u")
+    # the SDK refuses a token once expires_at has passed: it must carry the leeway
+    assert found.expires_at is not None and found.expires_at >= now + 19
+    assert verify(v, keys.hs256("u", exp=now - 45)) is None
+    assert verify(v, keys.hs256("u", nbf=now + 10)) is not None  # skew the other way
+    assert verify(v, keys.hs256("u", nbf=now + 45)) is None
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_jwt_time_claims_must_be_numbers(keys: Keys, claim: str) -> None:
+    now = int(time.time())
+    value = {"exp": now + 600, "nbf": now - 5, "iat": now - 5}[claim]
+    assert verify(jwt_verifier(keys), keys.hs256("u", **{claim: value})) is not None
+    assert verify(jwt_verifier(keys), keys.hs256("u", **{claim: str(value)})) is None
+    assert verify(jwt_verifier(keys), keys.hs256("u", **{claim: True})) is None
+
+
+def test_jwt_sub_must_be_a_string(keys: Keys) -> None:
+    assert verify(jwt_verifier(keys), keys.hs256(42)) is None  # type: ignore[arg-type]
+
+
+def test_jwt_subjects_never_share_an_id_with_token_file_users(keys: Keys, tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    static = add_token(path, "alice", [])
+    v = AnyOfVerifier([StaticTokenVerifier(path), jwt_verifier(keys)])
+    from_file, from_jwt = verify(v, static), verify(v, keys.hs256("alice"))
+    assert from_file.subject == "alice"
+    assert from_jwt.subject == jwt_id("alice") != from_file.subject
+    # two issuers: two ids, and no issuer/subject split can forge another's id
+    assert jwt_user_id("https://a.example", "x:y") != jwt_user_id("https://a.example:x", "y")
+    with pytest.raises(ValueError, match="may not start with 'jwt:'"):
+        add_token(path, "jwt:https%3A%2F%2Fissuer.example:alice", [])

@@ -139,7 +139,50 @@ class Settings(BaseSettings):
     )
     http_auth: Literal["required", "none"] = Field(
         default="required",
-        description="Bearer tokens on HTTP; 'none' only for trusted networks and tests.",
+        description="Bearer tokens on HTTP; 'none' is refused unless `serve` binds a loopback "
+        "address (or the opt-in below is set).",
+    )
+    insecure_unauthenticated_network: bool = Field(
+        default=False,
+        description="Allow TASKBROKER_HTTP_AUTH=none on a non-loopback bind (every caller is "
+        "then the local principal): only behind a proxy that authenticates.",
+    )
+    ops_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Serve /healthz, /readyz and /metrics on this port instead of the MCP port "
+        "(Prometheus' convention); unset: on the MCP port.",
+    )
+    ops_host: str = Field(
+        default="127.0.0.1", description="Bind address of the ops port."
+    )
+    sessions_per_user: int = Field(
+        default=16, ge=1,
+        description="Open MCP sessions one user may hold; opening one more closes that user's "
+        "least recently used session.",
+    )
+    max_sessions: int = Field(
+        default=2000, ge=1,
+        description="Open MCP sessions in all; at the cap a new session closes the least "
+        "recently used session of the user holding the most.",
+    )
+    session_rate: str = Field(
+        default="60/minute",
+        description="New MCP sessions one user may open (limits-library syntax); beyond it 429.",
+    )
+    session_idle_seconds: float = Field(
+        default=600.0, gt=0,
+        description="An MCP session with no request for this long is closed (the client opens "
+        "a new one).",
+    )
+    http_shutdown_seconds: float = Field(
+        default=5.0, ge=0,
+        description="On SIGTERM, how long `serve` lets HTTP requests in flight (and open MCP "
+        "sessions) finish before closing them.",
+    )
+    log_payloads: bool = Field(
+        default=False,
+        description="Log task params and results (debugging only: they may hold personal "
+        "data); by default logs carry sizes, keys and ids only.",
     )
     token_file: Path | None = Field(
         default=None,

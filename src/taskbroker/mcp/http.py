@@ -1,7 +1,9 @@
 """The HTTP face of the server: MCP over streamable HTTP at /mcp, plus health and metrics.
 
 ``/healthz`` answers while the process lives (liveness); ``/readyz`` checks the broker and the
-ledger database (readiness); ``/metrics`` is Prometheus.  None of them needs a token.
+ledger database (readiness); ``/metrics`` is Prometheus.  None of them needs a token; all of
+them, like ``/mcp``, answer only the Host headers :class:`~taskbroker.core.hosts.HostPolicy`
+accepts.  They are served on the MCP port, or on their own port (:func:`create_ops_app`).
 """
 
 from __future__ import annotations
@@ -9,38 +11,38 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import anyio
+import mcp.server.lowlevel.server as lowlevel_server
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
 
+from taskbroker.core.hosts import LOOPBACK_NAMES, HostPolicy
 from taskbroker.core.pipeline.service import TaskService
+from taskbroker.mcp.http_guards import HostCheckMiddleware, SingleAuthorizationMiddleware
+from taskbroker.mcp.sessions import FairSessionManager, SessionLimits
 
-__all__ = ["create_http_app", "transport_security"]
+__all__ = ["create_http_app", "create_ops_app", "transport_security"]
 
-LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
+Metrics = Callable[[], tuple[bytes, str]]
 
 
 def transport_security(allowed_hosts: list[str]) -> TransportSecuritySettings:
-    """DNS-rebinding protection accepting loopback names plus ``allowed_hosts``."""
-    hosts = LOOPBACK_HOSTS + [h for h in allowed_hosts if h]
-    origins = [f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts]
+    """The SDK's DNS-rebinding protection for /mcp: loopback names plus ``allowed_hosts``."""
     if "*" in allowed_hosts:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    loopback = [f"{h}:*" for h in LOOPBACK_NAMES] + list(LOOPBACK_NAMES)
+    hosts = loopback + [h for h in allowed_hosts if h]
+    origins = [f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True,
                                      allowed_hosts=hosts, allowed_origins=origins)
 
 
-def create_http_app(
-    mcp: MCPServer,
-    service: TaskService,
-    *,
-    host: str,
-    allowed_hosts: list[str],
-    metrics: Callable[[], tuple[bytes, str]] | None = None,
-) -> Starlette:
-    """The Starlette app serving MCP at /mcp with /healthz, /readyz and /metrics."""
+def ops_routes(service: TaskService, metrics: Metrics | None) -> list[Route]:
+    """``/healthz``, ``/readyz`` and ``/metrics``."""
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -67,11 +69,49 @@ def create_http_app(
         body, content_type = await anyio.to_thread.run_sync(metrics)
         return Response(body, media_type=content_type)
 
-    mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)(healthz)
-    mcp.custom_route("/readyz", methods=["GET"], include_in_schema=False)(readyz)
-    mcp.custom_route("/metrics", methods=["GET"], include_in_schema=False)(metrics_endpoint)
-    return mcp.streamable_http_app(
-        streamable_http_path="/mcp",
-        host=host,
-        transport_security=transport_security(allowed_hosts),
-    )
+    return [Route("/healthz", healthz, methods=["GET"], include_in_schema=False),
+            Route("/readyz", readyz, methods=["GET"], include_in_schema=False),
+            Route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)]
+
+
+def create_http_app(
+    mcp: MCPServer,
+    service: TaskService,
+    *,
+    host: str,
+    allowed_hosts: list[str],
+    metrics: Metrics | None = None,
+    sessions: SessionLimits | None = None,
+    ops_here: bool = True,
+) -> ASGIApp:
+    """The app serving MCP at /mcp (sessions managed by :class:`FairSessionManager`), with
+    /healthz, /readyz and /metrics unless ``ops_here`` is False (they have their own port)."""
+    if ops_here:
+        for route in ops_routes(service, metrics):
+            mcp.custom_route(route.path, methods=["GET"], include_in_schema=False)(
+                route.endpoint)
+    limits = sessions or SessionLimits()
+
+    def session_manager(*args: object, **kwargs: object) -> FairSessionManager:
+        return FairSessionManager(*args, limits=limits, **kwargs)
+
+    # The SDK builds its session manager inside streamable_http_app() and offers no parameter
+    # to pass another class; swap the name it looks up for the duration of the call.
+    original = lowlevel_server.StreamableHTTPSessionManager
+    lowlevel_server.StreamableHTTPSessionManager = session_manager  # type: ignore[misc,assignment]
+    try:
+        app: Starlette = mcp.streamable_http_app(
+            streamable_http_path="/mcp", host=host,
+            transport_security=transport_security(allowed_hosts),
+        )
+    finally:
+        lowlevel_server.StreamableHTTPSessionManager = original  # type: ignore[misc]
+    guarded = SingleAuthorizationMiddleware(app)
+    return HostCheckMiddleware(guarded, HostPolicy.of(allowed_hosts))
+
+
+def create_ops_app(service: TaskService, *, allowed_hosts: list[str],
+                   metrics: Metrics | None = None) -> ASGIApp:
+    """/healthz, /readyz and /metrics alone, for ``TASKBROKER_OPS_PORT``."""
+    return HostCheckMiddleware(Starlette(routes=ops_routes(service, metrics)),
+                               HostPolicy.of(allowed_hosts))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 
@@ -19,7 +21,8 @@ from taskbroker.core.settings import Settings
 from taskbroker.mcp.server import ServerOptions, create_server
 from taskbroker.mcp.tokens import JWTVerifier, StaticTokenVerifier, add_token, new_token
 
-__all__ = ["AnyOfVerifier", "build_verifier", "ensure_local_admin_token", "serve_mcp"]
+__all__ = ["AnyOfVerifier", "build_verifier", "check_auth_off", "ensure_local_admin_token",
+           "serve_mcp"]
 
 log = logging.getLogger("taskbroker.mcp")
 
@@ -58,6 +61,33 @@ def ensure_local_admin_token(settings: Settings) -> tuple[Path, str]:
     return token_file, token
 
 
+def _is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth_off(settings: Settings, host: str) -> None:
+    """With ``TASKBROKER_HTTP_AUTH=none``: refuse a non-loopback bind (unless the loud opt-in
+    is set) and warn at every start."""
+    if settings.http_auth != "none":
+        return
+    if not _is_loopback(host) and not settings.insecure_unauthenticated_network:
+        raise SystemExit(
+            f"taskbroker: refusing to serve without authentication on {host!r}: "
+            "TASKBROKER_HTTP_AUTH=none makes every caller the local principal "
+            f"({settings.local_user!r}, roles {','.join(sorted(settings.roles)) or 'none'}). "
+            "Bind a loopback address (TASKBROKER_HOST=127.0.0.1), configure tokens "
+            "(TASKBROKER_TOKEN_FILE or TASKBROKER_JWT_*), or, behind a proxy that "
+            "authenticates, set TASKBROKER_INSECURE_UNAUTHENTICATED_NETWORK=true")
+    log.warning("HTTP authentication is OFF (TASKBROKER_HTTP_AUTH=none): every caller on %s "
+                "is %r with roles %s", host, settings.local_user,
+                ",".join(sorted(settings.roles)) or "none")
+
+
 def build_verifier(settings: Settings) -> TokenVerifier | None:
     """The token verifier the settings ask for (None when HTTP auth is off)."""
     if settings.http_auth == "none":
@@ -83,7 +113,7 @@ def build_verifier(settings: Settings) -> TokenVerifier | None:
         raise SystemExit(
             "taskbroker: HTTP needs bearer-token authentication: set TASKBROKER_TOKEN_FILE or "
             "TASKBROKER_JWT_SECRET / TASKBROKER_JWT_JWKS_FILE (or TASKBROKER_HTTP_AUTH=none "
-            "on a trusted network)"
+            "on a loopback address)"
         )
     return verifiers[0] if len(verifiers) == 1 else AnyOfVerifier(verifiers)
 
@@ -148,8 +178,10 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
         return
     import uvicorn
 
-    from taskbroker.mcp.http import create_http_app
+    from taskbroker.mcp.http import create_http_app, create_ops_app
+    from taskbroker.mcp.sessions import SessionLimits
 
+    check_auth_off(settings, host)
     verifier = build_verifier(settings)
     auth = None
     if verifier is not None:
@@ -164,20 +196,40 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
     mcp = create_server(app.service, local_principal=principal, token_verifier=verifier,
                         auth=auth, options=server_options(settings))
     allowed = [h.strip() for h in settings.allowed_hosts.split(",") if h.strip()]
+    sessions = SessionLimits(per_user=settings.sessions_per_user, total=settings.max_sessions,
+                             rate=settings.session_rate,
+                             idle_seconds=settings.session_idle_seconds)
+    ops_port = settings.ops_port
     http_app = create_http_app(mcp, app.service, host=host, allowed_hosts=allowed,
-                               metrics=app.metrics)
-    server = _Server.make(uvicorn.Config(http_app, host=host, port=port, log_level="warning",
-                                         access_log=False))
+                               metrics=app.metrics, sessions=sessions,
+                               ops_here=ops_port is None)
+    grace = max(1, round(settings.http_shutdown_seconds))
+    servers = [_Server.make(uvicorn.Config(http_app, host=host, port=port, log_level="warning",
+                                           access_log=False, timeout_graceful_shutdown=grace))]
+    if ops_port is not None:
+        ops_app = create_ops_app(app.service, allowed_hosts=allowed, metrics=app.metrics)
+        servers.append(_Server.make(uvicorn.Config(
+            ops_app, host=settings.ops_host, port=ops_port, log_level="warning",
+            access_log=False, lifespan="off", timeout_graceful_shutdown=1)))
 
     def stop_http(signum: int) -> None:
-        if server.should_exit:
-            server.force_exit = True
-        server.should_exit = True
+        for server in servers:
+            if server.should_exit:
+                server.force_exit = True
+            server.should_exit = True
         log.info("signal %s: stopping the HTTP server", signum)
+
+    async def serve_all() -> None:
+        async with anyio.create_task_group() as group:
+            for server in servers:
+                group.start_soon(server.serve)
 
     _on_stop_signals(stop_http)
     log.info("serving MCP on http://%s:%s/mcp", host, port)
+    if ops_port is not None:
+        log.info("serving /healthz, /readyz and /metrics on http://%s:%s", settings.ops_host,
+                 ops_port)
     try:
-        server.run()
+        anyio.run(serve_all)
     finally:
         cleanup()

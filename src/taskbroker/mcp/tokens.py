@@ -14,11 +14,18 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 from mcp.server.auth.provider import AccessToken
 
-__all__ = ["JWTVerifier", "StaticTokenVerifier", "add_token", "hash_token", "new_token"]
+__all__ = ["JWT_PREFIX", "JWTVerifier", "StaticTokenVerifier", "add_token", "hash_token",
+           "jwt_user_id", "new_token"]
+
+#: every JWT principal's user id starts with this; token-file users may not, so the two
+#: identity sources never share an id
+JWT_PREFIX = "jwt:"
+_NUMERIC_CLAIMS = ("exp", "nbf", "iat")
 
 log = logging.getLogger("taskbroker.auth")
 
@@ -33,12 +40,26 @@ def new_token() -> str:
     return "tb_" + secrets.token_urlsafe(32)
 
 
+def _check_static_user(user: str) -> None:
+    if user.startswith(JWT_PREFIX):
+        raise ValueError(f"user {user!r}: token-file user ids may not start with "
+                         f"{JWT_PREFIX!r} (reserved for JWT subjects)")
+
+
+def jwt_user_id(issuer: str | None, subject: str) -> str:
+    """The user id of a JWT principal: ``jwt:<issuer, %-quoted>:<sub>`` (``jwt::<sub>``
+    without an issuer), so subjects of different issuers, and token-file users, never
+    collide."""
+    return f"{JWT_PREFIX}{quote(issuer or '', safe='')}:{subject}"
+
+
 def add_token(path: Path, user: str, roles: list[str], token: str | None = None) -> str:
     """Add a token for ``user`` with ``roles`` to the token file at ``path``; return it.
 
     The file keeps ``{"tokens": [{"sha256": ..., "user": ..., "roles": [...]}]}``; the
     plain token is returned once and stored nowhere.
     """
+    _check_static_user(user)
     token = token or new_token()
     data: dict[str, Any] = {"tokens": []}
     if path.exists():
@@ -93,6 +114,7 @@ class StaticTokenVerifier:
             digest, user = item.get("sha256"), item.get("user")
             if not isinstance(digest, str) or not isinstance(user, str) or not user:
                 raise ValueError(f"tokens[{i}] needs 'sha256' and 'user'")
+            _check_static_user(user)
             roles = item.get("roles", [])
             if isinstance(roles, str):
                 roles = roles.replace(",", " ").split()
@@ -112,9 +134,12 @@ class StaticTokenVerifier:
 class JWTVerifier:
     """JWTs signed with HS256 (shared secret) or RS256/ES256 (keys from a JWKS file).
 
-    Checks the signature, ``exp`` (required), ``nbf``, ``iss`` and ``aud`` when configured.
+    Checks the signature, ``exp`` (required), ``nbf``, ``iss`` and ``aud`` when configured,
+    with ``leeway`` seconds of clock skew either way; ``exp``, ``nbf`` and ``iat`` must be
+    numbers (a string date is refused) and ``sub`` a non-empty string.  The user id is
+    :func:`jwt_user_id` of ``iss`` and ``sub``.
     ``audience`` may be a comma list: a token naming any of them (its ``aud`` a string or a
-    list) is accepted.  The user id is ``sub``; the roles come from ``roles_claim``, which may
+    list) is accepted.  The roles come from ``roles_claim``, which may
     be a dotted path into nested claims (``realm_access.roles``) and may hold a list or a
     space- or comma-separated string; any other shape grants no role.
     """
@@ -168,15 +193,23 @@ class JWTVerifier:
                 leeway=self.leeway,
                 options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
             )
-            sub = str(claims["sub"])
-            expires_at = int(claims["exp"])
+            for name in _NUMERIC_CLAIMS:
+                value = claims.get(name)
+                if value is not None and (isinstance(value, bool)
+                                          or not isinstance(value, int | float)):
+                    raise jwt.InvalidTokenError(f"{name} is not a number")
+            sub = claims["sub"]
+            if not isinstance(sub, str) or not sub:
+                raise jwt.InvalidTokenError("sub is not a non-empty string")
+            iss = claims.get("iss")
+            if iss is not None and not isinstance(iss, str):
+                raise jwt.InvalidTokenError("iss is not a string")
         except Exception as exc:  # PyJWTError, and anything odd in a hostile token
             log.info("rejected JWT: %s", type(exc).__name__)
             return None
-        if not sub:
-            log.info("rejected JWT: empty sub")
-            return None
-        return AccessToken(token=token, client_id=sub, subject=sub,
+        user = jwt_user_id(iss, sub)
+        # the SDK refuses a token once expires_at has passed, with no leeway of its own
+        expires_at = int(claims["exp"] + self.leeway)
+        return AccessToken(token=token, client_id=user, subject=user,
                            scopes=self.roles_of(claims), expires_at=expires_at,
                            claims={k: v for k, v in claims.items() if k in ("iss", "aud")})
-

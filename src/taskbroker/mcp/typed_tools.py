@@ -21,9 +21,8 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
-from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import ConfigDict
 
 from taskbroker.core.contract.tasktype import TaskType
 from taskbroker.core.pipeline.models import FINAL_STATUSES
@@ -31,20 +30,11 @@ from taskbroker.core.pipeline.service import TaskService
 from taskbroker.core.waiting import TaskWatcher
 from taskbroker.mcp.caller import ServiceCaller
 from taskbroker.mcp.logging_capability import SessionLogLevels
+from taskbroker.mcp.raw_args import RawArguments
 from taskbroker.mcp.results import error_result, pending_result, tool_result
 from taskbroker.mcp.waiting import follow_task
 
 __all__ = ["typed_tools"]
-
-
-class _RawArguments(ArgModelBase):
-    """Accepts any arguments and hands them on as one dict (the service validates them)."""
-
-    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
-
-    def model_dump_one_level(self) -> dict[str, Any]:
-        """The arguments as sent, under one keyword."""
-        return {"arguments": dict(self.__pydantic_extra__ or {})}
 
 
 def typed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher,
@@ -81,7 +71,7 @@ def _tool(task_type: TaskType, service: TaskService, caller: ServiceCaller,
     return Tool(
         fn=run, name=name, title=_title(name), description=description,
         parameters=task_type.params_schema(),
-        fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=output_schema),
+        fn_metadata=FuncMetadata(arg_model=RawArguments, output_schema=output_schema),
         is_async=True, context_kwarg="ctx",
         annotations=ToolAnnotations(read_only_hint=False,
                                     destructive_hint=task_type.required_role is not None,

@@ -24,7 +24,10 @@ def test_five_task_types_with_seed_durations() -> None:
         "metrics_version_diff": "1-3 minutes",
     }
     for t in types.values():
-        assert t.required_role is None and t.description
+        assert t.description
+        assert t.required_role == {"metrics_snapshot": "planner",
+                                   "metrics_cleanup": "admin"}.get(t.name)
+        assert t.mutates == (t.required_role is not None)
 
 
 def test_params_schemas_and_defaults() -> None:

@@ -41,7 +41,9 @@ def test_crisis_types_are_admin_only_and_not_idempotent() -> None:
     assert act.required_role == deact.required_role == "admin"
     assert act.caller_param == "approved_by"
     assert not act.idempotent and not deact.idempotent
-    assert all(types[n].required_role is None for n in NAMES - {act.name, deact.name})
+    assert types["resilience_fallback_precompute"].required_role == "planner"
+    assert all(types[n].required_role is None
+               for n in NAMES - {act.name, deact.name, "resilience_fallback_precompute"})
 
 
 @pytest.mark.parametrize("name", ["resilience_contingency", "resilience_fallback_precompute",

@@ -101,7 +101,10 @@ class Registry:
                 f"params: must be an object (a JSON dict), got {type(params).__name__}"
             )
         try:
-            return task_type, task_type.params.model_validate(dict(params))
+            # strict JSON validation: what a JSON client could mean, no loose coercion
+            # (true is not 1, "5" is not 5; ISO date strings are dates)
+            document = json.dumps(dict(params), default=str)
+            return task_type, task_type.params.model_validate_json(document, strict=True)
         except ValidationError as exc:
             raise InvalidRequest(
                 format_validation_error(exc, task_type, self._entries[name].schema)

@@ -21,12 +21,21 @@ from pydantic import BaseModel
 from taskbroker.core.contract.tasktype import TaskType
 from taskbroker.core.pipeline.principal import Principal
 
-__all__ = ["OPERATIONS", "Call", "Chain", "Middleware"]
+__all__ = ["OPERATIONS", "OPERATION_ARGUMENTS", "Call", "Chain", "Middleware"]
 
 log = logging.getLogger("taskbroker.middleware")
 
 #: the operations a TaskService offers, as middleware sees them
 OPERATIONS = ("start", "status", "cancel", "list", "list_types")
+
+#: the arguments each operation accepts (any other is refused by validation, naming these)
+OPERATION_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "start": ("task_type", "params", "priority", "idempotency_key"),
+    "status": ("task_id",),
+    "cancel": ("task_id",),
+    "list": ("task_type", "limit"),
+    "list_types": (),
+}
 
 
 @dataclass

@@ -137,6 +137,19 @@ class TaskService:
         """Every registered task type with its parameters schema and requirements."""
         return self._run("list_types", principal, {}, self._list_types)
 
+    def call(self, principal: Principal | None, operation: str,
+             arguments: Mapping[str, Any]) -> Any:
+        """Run ``operation`` with ``arguments`` exactly as a client sent them (an adapter that
+        does not parse them itself): the chain counts the call against the rate limits first,
+        then validation refuses wrong types and unknown arguments with a ValueError naming
+        the field.  Returns what the operation's method returns."""
+        handlers = {"start": self._start, "status": self._status, "cancel": self._cancel,
+                    "list": self._list_active, "list_types": self._list_types}
+        if operation not in handlers:
+            raise InvalidRequest(f"unknown operation {operation!r}; accepted: "
+                                 + ", ".join(handlers))
+        return self._run(operation, principal, dict(arguments), handlers[operation])
+
     # --- handlers (run inside the chain) ----------------------------------------------
 
     def _start(self, call: Call) -> StartReceipt:

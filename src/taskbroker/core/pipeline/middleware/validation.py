@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from taskbroker.core.contract.registry import Registry
-from taskbroker.core.pipeline.chain import Call, Middleware
+from taskbroker.core.pipeline.chain import OPERATION_ARGUMENTS, Call, Middleware
 from taskbroker.core.pipeline.errors import InvalidRequest
 from taskbroker.core.pipeline.models import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 
@@ -60,6 +60,12 @@ class ValidationMiddleware(Middleware):
 
     def before(self, call: Call) -> None:
         args = call.args
+        accepted = OPERATION_ARGUMENTS.get(call.operation, ())
+        unexpected = sorted(str(k) for k in args if k not in accepted)
+        if unexpected:
+            raise InvalidRequest(
+                f"{unexpected[0][:80]}: unexpected argument; accepted: "
+                + (", ".join(accepted) or "none"))
         if call.operation == "start":
             self._check_start(call)
         elif call.operation in ("status", "cancel"):
@@ -74,6 +80,9 @@ class ValidationMiddleware(Middleware):
         elif call.operation == "list":
             task_type = args.get("task_type")
             if task_type is not None:
+                if not isinstance(task_type, str):
+                    raise InvalidRequest(f"task_type: expected a task type name (a string), "
+                                         f"got {type(task_type).__name__}")
                 call.task_type = self.registry.get(task_type)
             limit = args.get("limit", DEFAULT_LIST_LIMIT)
             if (isinstance(limit, bool) or not isinstance(limit, int)
