@@ -231,6 +231,9 @@ def base_env(**extra: str) -> dict[str, str]:
                                      "cancel: 100000/minute; list: 100000/minute; "
                                      "list_types: 100000/minute")
     env["TASKBROKER_MAX_ACTIVE_PER_USER"] = "0"
+    # functional tests open a session per call, many at once; the session tests set their own
+    env["TASKBROKER_SESSION_RATE"] = "1000000/minute"
+    env["TASKBROKER_SESSIONS_PER_USER"] = "1000"
     env["TASKBROKER_WORKER_METRICS_PORT"] = "0"  # tests that scrape a worker pick a port
     env.update(extra)
     return env

@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Bind address of the ops port."
     )
     sessions_per_user: int = Field(
-        default=16, ge=1,
+        default=32, ge=1,
         description="Open MCP sessions one user may hold; opening one more closes that user's "
         "least recently used session.",
     )

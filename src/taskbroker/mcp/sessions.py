@@ -52,7 +52,7 @@ class SessionLimits:
         idle_seconds: a session with no request for this long is closed.
     """
 
-    def __init__(self, *, per_user: int = 16, total: int = 2000, rate: str = "60/minute",
+    def __init__(self, *, per_user: int = 32, total: int = 2000, rate: str = "60/minute",
                  idle_seconds: float = 600.0) -> None:
         if per_user < 1 or total < 1:
             raise ValueError("session limits: per_user and total must be at least 1")

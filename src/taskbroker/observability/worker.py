@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client.multiprocess import mark_process_dead
 
 from taskbroker.adapters.celery.tasks import OUTCOME_ATTR
+from taskbroker.core.hosts import HostPolicy
 from taskbroker.core.settings import Settings
 from taskbroker.observability import metrics
 from taskbroker.observability.logging import add_secret_keys
@@ -64,7 +65,8 @@ class WorkerObservability:
         self.app = app
         self.settings = settings
         self.ready = False
-        self.http = WorkerMetricsServer(lambda: self.ready)
+        self.http = WorkerMetricsServer(
+            lambda: self.ready, HostPolicy.of(settings.allowed_hosts.split(",")))
         self._own_dir: Path | None = None
         self._running: dict[str, _Running] = {}
         self._prefork = True

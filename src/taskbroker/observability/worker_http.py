@@ -1,5 +1,6 @@
 """The worker's own HTTP server: ``/metrics`` (every pool process's files summed, plus
-``taskbroker_worker_up``) and ``/healthz``, in the worker's main process."""
+``taskbroker_worker_up``) and ``/healthz``, in the worker's main process, for the Host
+headers :class:`~taskbroker.core.hosts.HostPolicy` accepts (DNS-rebinding defence)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from taskbroker.core.hosts import HostPolicy
 from taskbroker.observability import metrics
 
 __all__ = ["WorkerMetricsServer"]
@@ -48,8 +50,10 @@ class _QuietHandler(WSGIRequestHandler):
 class WorkerMetricsServer:
     """Serves a worker's metrics and health while ``is_ready()`` says whether it consumes."""
 
-    def __init__(self, is_ready: Callable[[], bool]) -> None:
+    def __init__(self, is_ready: Callable[[], bool],
+                 hosts: HostPolicy | None = None) -> None:
         self.is_ready = is_ready
+        self.hosts = hosts or HostPolicy.of([])
         self.server: WSGIServer | None = None
 
     def start(self, host: str, port: int) -> None:
@@ -91,7 +95,10 @@ class WorkerMetricsServer:
 
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]
              ) -> Iterable[bytes]:
-        """The WSGI app: ``/metrics`` and ``/healthz``."""
+        """The WSGI app: ``/metrics`` and ``/healthz`` (for accepted Host headers only)."""
+        if not self.hosts.accepts(environ.get("HTTP_HOST")):
+            start_response("421 Misdirected Request", [("Content-Type", "text/plain")])
+            return [b"this Host is not served here (set TASKBROKER_ALLOWED_HOSTS)\n"]
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             try:
