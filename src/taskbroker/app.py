@@ -15,6 +15,7 @@ from celery import Celery
 
 from taskbroker.core.contract.plugins import Plugins, call_configure, load_plugins
 from taskbroker.core.pipeline.chain import Middleware
+from taskbroker.core.pipeline.middleware.audit import AuditMiddleware
 from taskbroker.core.pipeline.middleware.authorization import AuthorizationMiddleware
 from taskbroker.core.pipeline.middleware.identity import IdentityMiddleware
 from taskbroker.core.pipeline.middleware.ratelimit import build_rate_limit_middleware
@@ -100,6 +101,7 @@ def default_middleware(settings: Settings, plugins: Plugins, ledger: Ledger) -> 
     """
     return [
         build_observability_middleware(settings, ledger),
+        AuditMiddleware(),
         IdentityMiddleware(),
         build_rate_limit_middleware(settings, ledger),
         ValidationMiddleware(plugins.registry, max_params_bytes=settings.max_params_bytes),

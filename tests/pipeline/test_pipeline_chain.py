@@ -16,6 +16,7 @@ import pytest
 
 from taskbroker.core.pipeline.chain import Call, Chain, Middleware
 from taskbroker.core.pipeline.errors import InvalidRequest
+from taskbroker.core.pipeline.middleware.audit import AuditMiddleware
 from taskbroker.core.pipeline.middleware.authorization import AuthorizationMiddleware
 from taskbroker.core.pipeline.middleware.identity import IdentityMiddleware
 from taskbroker.core.pipeline.middleware.ratelimit import RateLimitMiddleware
@@ -135,7 +136,8 @@ def test_a_swallowing_middleware_is_logged_and_the_call_goes_on(
 
 def test_the_default_chain_order(tb: Harness) -> None:
     kinds = [type(m) for m in tb.service.middleware]
-    assert kinds == [ObservabilityMiddleware, IdentityMiddleware, RateLimitMiddleware,
+    assert kinds == [ObservabilityMiddleware, AuditMiddleware, IdentityMiddleware,
+                     RateLimitMiddleware,
                      ValidationMiddleware, AuthorizationMiddleware]
 
 

@@ -284,8 +284,9 @@ def test_list_types_describes_every_registered_type(tb: Harness, alice: Principa
     assert sorted(types) == [
         "pipe_approval", "pipe_bad_result", "pipe_flaky", "pipe_flaky_until", "pipe_gate",
         "pipe_secret", "test_admin_only", "test_count", "test_echo", "test_fail",
-        "test_hard_limit", "test_idem", "test_once", "test_parked", "test_secret",
-        "test_sleep", "test_soft_limit", "test_sql", "test_sql_once", "test_stubborn"]
+        "test_hard_limit", "test_idem", "test_once", "test_parked", "test_roster",
+        "test_secret", "test_sleep", "test_soft_limit", "test_sql", "test_sql_once",
+        "test_stubborn", "test_wipe"]
     count = types["test_count"]
     assert (count.description, count.required_role, count.estimated_duration, count.queue,
             count.plugin, count.plugin_version, count.idempotent, count.soft_time_limit,

@@ -134,6 +134,18 @@ def echo(params: NoParams, ctx: TaskContext) -> dict:
     return {"owner": ctx.owner}
 
 
+class RosterParams(BaseModel):
+    """A staff member's name (personal data: logs must never show it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+
+
+def roster(params: RosterParams, ctx: TaskContext) -> dict:
+    """Returns a roster naming the person."""
+    return {"roster": [params.name, params.name], "count": 2}
+
+
 class SqlParams(BaseModel):
     """Run ``sql`` against the ledger's database ``times`` times, ``pause_ms`` apart."""
 
@@ -196,6 +208,10 @@ def taskbroker_register_task_types(register) -> None:
                       run=ignore_soft_limit, params=LimitParams, soft_time_limit=1,
                       time_limit=3, max_retries=0, idempotent=False))
     register(TaskType(name="test_echo", description="Echo the owner.", run=echo))
+    register(TaskType(name="test_wipe", description="Changes shared state (admin only).",
+                      run=echo, required_role="admin", mutates=True))
+    register(TaskType(name="test_roster", description="A roster naming a person.", run=roster,
+                      params=RosterParams))
     register(TaskType(name="test_secret", description="Takes a secret parameter.",
                       run=use_secret, params=SecretParams, secret_params=frozenset({"api_key"})))
     register(TaskType(name="test_sql", description="Read the database.", run=run_sql,

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from taskbroker.core.audit import audit
 from taskbroker.core.contract.tasktype import (
     RetryableError,
     TaskCancelled,
@@ -217,12 +218,23 @@ class Runtime:
         """Claim, run and finish one delivery of ``task_id``; never raises for the handler.
 
         ``retries`` is how many times this task was retried already (its retry budget is the
-        type's ``max_retries``).
+        type's ``max_retries``).  A type that ``mutates`` shared state writes a
+        ``task.applied`` audit event once it has run.
 
         Raises:
             Unavailable: the claim could not reach the ledger (the adapter should give the
                 message back to the broker).
         """
+        outcome = self._execute(task_type, task_id, params, owner=owner, roles=roles,
+                                worker=worker, retries=retries)
+        if task_type.mutates and outcome.status != "skipped":
+            audit("task.applied", user=owner, task_type=task_type.name, task_id=task_id,
+                  outcome=outcome.status)
+        return outcome
+
+    def _execute(self, task_type: TaskType, task_id: str, params: Mapping[str, Any] | None, *,
+                 owner: str | None, roles: frozenset[str], worker: str,
+                 retries: int) -> Outcome:
         if not self.claim(task_id, worker):
             log.info("task %s not started: revoked, running elsewhere or finished", task_id)
             return Outcome("skipped")

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -47,6 +48,8 @@ from taskbroker.observability.worker_http import WorkerMetricsServer
 __all__ = ["WorkerObservability", "install_worker_observability"]
 
 log = logging.getLogger("taskbroker.observability")
+#: one line per task start and end (sizes and keys of params and results, not their values)
+task_log = structlog.get_logger("taskbroker.task")
 
 TASK_PREFIX = "taskbroker.tasks."
 
@@ -152,6 +155,9 @@ class WorkerObservability:
         running = _Running(started=time.perf_counter())
         running.log_tokens = structlog.contextvars.bind_contextvars(task_id=task_id,
                                                                     task_type=task_type)
+        params = (getattr(request, "kwargs", None) or {}).get("params")
+        task_log.info("task started", **describe_payload("params", params,
+                                                    full=self.settings.log_payloads))
         if tracing_enabled():
             span = get_tracer().start_span(
                 f"taskbroker.task {task_type}", context=extract_context(request),
@@ -176,6 +182,10 @@ class WorkerObservability:
         # a failure or retry is counted by on_failure / on_retry
         result = getattr(getattr(task, "request", None), OUTCOME_ATTR, None)
         outcome = result.status if result is not None else (state or "unknown").lower()
+        task_log.info("task ended", outcome=outcome,
+                 duration_ms=round((time.perf_counter() - running.started) * 1000, 1),
+                 **describe_payload("result", result.result if result is not None else None,
+                                    full=self.settings.log_payloads))
         if outcome == "success":
             wm.tasks.labels(task_type, "succeeded").inc()
         elif outcome == "revoked":
@@ -209,6 +219,23 @@ class WorkerObservability:
         """Main process: a revoked task's message was discarded (or its process terminated)."""
         name = getattr(request, "task_name", None) or getattr(request, "name", None)
         metrics.worker_metrics().tasks.labels(self.task_type(name), "revoked").inc()
+
+def describe_payload(name: str, value: Any, *, full: bool) -> dict[str, Any]:
+    """Log fields about a task's params or result: its size and top-level keys, never its
+    values (they may hold personal data) unless ``full`` (TASKBROKER_LOG_PAYLOADS)."""
+    if value is None:
+        return {}
+    try:
+        size = len(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        size = -1
+    fields: dict[str, Any] = {f"{name}_bytes": size}
+    if isinstance(value, dict):
+        fields[f"{name}_keys"] = sorted(str(k) for k in value)[:20]
+    if full:
+        fields[name] = value
+    return fields
+
 
 def _header(request: Any, key: str) -> Any:
     value = getattr(request, key, None)

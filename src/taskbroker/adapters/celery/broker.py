@@ -34,6 +34,10 @@ class CeleryBroker(Broker):
             self.app.send_task(
                 task_type.celery_name,
                 kwargs={"params": dict(params), "owner": owner, "roles": sorted(roles)},
+                # what Celery logs and shows (events, flower) instead of the arguments:
+                # params may hold personal data, so only their keys
+                argsrepr="()",
+                kwargsrepr=f"{{'params': <keys {sorted(params)}>, 'owner': {owner!r}}}"[:500],
                 task_id=task_id,
                 queue=task_type.queue,
                 priority=priority,

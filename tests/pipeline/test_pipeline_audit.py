@@ -1,0 +1,60 @@
+"""The audit log: one event per accepted start and cancel, per refused call, and per run of a
+type that changes shared state; principal, task type and task id, never a token or a value."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from taskbroker.core.pipeline.errors import PermissionDenied, Unauthenticated
+from taskbroker.core.pipeline.principal import Principal
+from taskbroker.testing.in_process import in_process_taskbroker
+
+SAMPLE = "tests.support.sample_plugin"
+
+
+def _audit(events: list[dict]) -> list[dict]:
+    return [e for e in events if e.get("audit")]
+
+
+def test_start_cancel_denied_and_applied_events() -> None:
+    tb = in_process_taskbroker(plugin_modules=[SAMPLE])
+    plain = Principal("pat", frozenset())
+    service = tb.app.service
+    with capture_logs() as events:
+        receipt = tb.start("test_count", {"n": 2, "step_ms": 0}, idempotency_key="k1")
+        again = tb.start("test_count", {"n": 2, "step_ms": 0}, idempotency_key="k1")
+        cancelled = service.cancel(tb.principal, receipt.task_id)
+        with pytest.raises(PermissionDenied):
+            service.start(plain, "test_wipe", {})
+        with pytest.raises(Unauthenticated):
+            service.list_active(Principal("", frozenset()))
+        wipe = tb.run_task("test_wipe")
+    got = [(e["action"], e["user"], e["task_type"], e["task_id"]) for e in _audit(events)]
+    assert got == [
+        ("task.start", "tester", "test_count", receipt.task_id),
+        ("task.start", "tester", "test_count", receipt.task_id),
+        ("task.cancel", "tester", "test_count", receipt.task_id),
+        ("access.denied", "pat", "test_wipe", None),
+        ("access.denied", "", None, None),
+        ("task.start", "tester", "test_wipe", wipe.task_id),
+        ("task.applied", "tester", "test_wipe", wipe.task_id),
+    ]
+    audit = _audit(events)
+    assert [a.get("deduplicated") for a in audit[:2]] == [False, True]
+    assert again.deduplicated and cancelled.changed and audit[2]["changed"] is True
+    assert audit[3]["reason"] == "PermissionDenied" and audit[3]["operation"] == "start"
+    assert audit[5]["mutates"] is True and audit[6]["outcome"] == "success"
+    assert all(e["log_level"] == "info" for e in audit)
+
+
+def test_no_event_for_reads_or_for_invalid_calls() -> None:
+    tb = in_process_taskbroker(plugin_modules=[SAMPLE])
+    with capture_logs() as events:
+        receipt = tb.start("test_count", {"n": 1, "step_ms": 0})
+        tb.status(receipt.task_id)
+        tb.app.service.list_active(tb.principal)
+        with pytest.raises(ValueError):
+            tb.start("test_count", {"n": "many"})
+        tb.run_pending()  # test_count does not mutate: no task.applied
+    assert [e["action"] for e in _audit(events)] == ["task.start"]
