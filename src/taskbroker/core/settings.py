@@ -129,8 +129,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port of `serve`.")
     allowed_hosts: str = Field(
         default="",
-        description="Comma list of extra Host headers the HTTP server accepts (DNS rebinding "
-        "protection; loopback names are always accepted).",
+        description="Comma list of extra Host names every HTTP endpoint answers (name, "
+        "name:port, name:*; '*' turns the check off); loopback names and IP addresses are "
+        "always accepted (DNS rebinding protection).",
     )
     public_url: str | None = Field(
         default=None,
