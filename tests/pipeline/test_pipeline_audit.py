@@ -3,7 +3,10 @@ type that changes shared state; principal, task type and task id, never a token 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from taskbroker.core.pipeline.errors import PermissionDenied, Unauthenticated
@@ -13,23 +16,34 @@ from taskbroker.testing.in_process import in_process_taskbroker
 SAMPLE = "tests.support.sample_plugin"
 
 
+@pytest.fixture
+def events() -> Iterator[list[dict]]:
+    """Every structlog event of the test, whatever an earlier test configured."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    try:
+        with capture_logs() as captured:
+            yield captured
+    finally:
+        structlog.configure(**saved)
+
+
 def _audit(events: list[dict]) -> list[dict]:
     return [e for e in events if e.get("audit")]
 
 
-def test_start_cancel_denied_and_applied_events() -> None:
+def test_start_cancel_denied_and_applied_events(events: list[dict]) -> None:
     tb = in_process_taskbroker(plugin_modules=[SAMPLE])
     plain = Principal("pat", frozenset())
     service = tb.app.service
-    with capture_logs() as events:
-        receipt = tb.start("test_count", {"n": 2, "step_ms": 0}, idempotency_key="k1")
-        again = tb.start("test_count", {"n": 2, "step_ms": 0}, idempotency_key="k1")
-        cancelled = service.cancel(tb.principal, receipt.task_id)
-        with pytest.raises(PermissionDenied):
-            service.start(plain, "test_wipe", {})
-        with pytest.raises(Unauthenticated):
-            service.list_active(Principal("", frozenset()))
-        wipe = tb.run_task("test_wipe")
+    receipt = tb.start("test_count", {"n": 2, "step_ms": 0}, idempotency_key="k1")
+    again = tb.start("test_count", {"n": 2, "step_ms": 0}, idempotency_key="k1")
+    cancelled = service.cancel(tb.principal, receipt.task_id)
+    with pytest.raises(PermissionDenied):
+        service.start(plain, "test_wipe", {})
+    with pytest.raises(Unauthenticated):
+        service.list_active(Principal("", frozenset()))
+    wipe = tb.run_task("test_wipe")
     got = [(e["action"], e["user"], e["task_type"], e["task_id"]) for e in _audit(events)]
     assert got == [
         ("task.start", "tester", "test_count", receipt.task_id),
@@ -48,13 +62,12 @@ def test_start_cancel_denied_and_applied_events() -> None:
     assert all(e["log_level"] == "info" for e in audit)
 
 
-def test_no_event_for_reads_or_for_invalid_calls() -> None:
+def test_no_event_for_reads_or_for_invalid_calls(events: list[dict]) -> None:
     tb = in_process_taskbroker(plugin_modules=[SAMPLE])
-    with capture_logs() as events:
-        receipt = tb.start("test_count", {"n": 1, "step_ms": 0})
-        tb.status(receipt.task_id)
-        tb.app.service.list_active(tb.principal)
-        with pytest.raises(ValueError):
-            tb.start("test_count", {"n": "many"})
-        tb.run_pending()  # test_count does not mutate: no task.applied
+    receipt = tb.start("test_count", {"n": 1, "step_ms": 0})
+    tb.status(receipt.task_id)
+    tb.app.service.list_active(tb.principal)
+    with pytest.raises(ValueError):
+        tb.start("test_count", {"n": "many"})
+    tb.run_pending()  # test_count does not mutate: no task.applied
     assert [e["action"] for e in _audit(events)] == ["task.start"]
