@@ -31,5 +31,6 @@ AUDIT_LOGGER = "taskbroker.audit"
 def audit(action: str, *, user: str | None, task_type: str | None = None,
           task_id: str | None = None, **fields: Any) -> None:
     """Write one audit event (through the logging configuration current at the call)."""
-    structlog.get_logger(AUDIT_LOGGER).info(action, audit=True, action=action, user=user, task_type=task_type,
-              task_id=task_id, **fields)
+    structlog.get_logger(AUDIT_LOGGER).info(
+        action, audit=True, action=action, user=user, task_type=task_type, task_id=task_id,
+        **fields)
