@@ -47,13 +47,32 @@ def test_tasks_commands_report_errors_clearly(tmp_path: Path) -> None:
     env = base_env(TASKBROKER_DATA_DIR=str(tmp_path / "d"))
     bad = run(env, "tasks", "start", "test_count", "-p", "n=0")
     assert bad.returncode != 0
-    assert "InvalidRequest: invalid params for test_count: params.n:" in bad.stderr
+    assert "ValueError: invalid params for test_count: params.n:" in bad.stderr
     missing = run(env, "tasks", "status", "00000000-0000-0000-0000-000000000000")
     assert missing.returncode != 0 and "TaskNotFound" in missing.stderr
     started = run(env, "tasks", "start", "test_count", "-p", "n=2")
     receipt = json.loads(started.stdout)  # stdout is pure JSON: logs go to stderr
-    assert receipt["status"] == "queued"
+    assert receipt["status"] == "pending"
     listed = json.loads(run(env, "tasks", "list").stdout)
     assert [t["task_id"] for t in listed["tasks"]] == [receipt["task_id"]]
     cancelled = json.loads(run(env, "tasks", "cancel", receipt["task_id"]).stdout)
     assert cancelled["status"] == "revoked"
+
+
+def test_follow_says_when_no_worker_picks_the_task_up(tmp_path: Path) -> None:
+    from tests.conftest import LOG_DIR
+    from tests.support.procs import start_process, wait_for
+
+    env = base_env(TASKBROKER_DATA_DIR=str(tmp_path / "d"))
+    proc = start_process(taskbroker_argv("tasks", "start", "test_count", "-p", "n=2",
+                                         "--follow", "--notice-after", "1"),
+                         env=env, name="cli-follow", log_dir=LOG_DIR)
+    try:
+        wait_for(lambda: "no worker has picked up task" in proc.log() or not proc.alive(),
+                 timeout=120, what="the no-worker notice")
+        assert proc.alive(), proc.log()[-2000:]  # still waiting: nothing runs the task
+        assert "is a worker running for its queue?" in proc.log()
+    finally:
+        proc.stop()
+    bad = run(env, "tasks", "start", "test_count", "--follow", "--notice-after", "0")
+    assert bad.returncode == 2 and "--notice-after" in bad.stderr

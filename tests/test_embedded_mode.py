@@ -97,7 +97,7 @@ def test_embedded_serve_survives_worker_crash_and_restart(tmp_path: Path) -> Non
                                          "-p", "step_ms=0"),
                          env=env, capture_output=True, text=True, check=True, timeout=120)
     queued = json.loads(out.stdout)
-    assert queued["status"] == "queued"
+    assert queued["status"] == "pending"
 
     server = start_server(env, port)
     try:

@@ -26,7 +26,7 @@ def wait_status(app: App, who: Principal, task_id: str, *statuses: str, timeout:
 
 def test_start_reports_progress_and_result(dist_app: App, alice: Principal) -> None:
     receipt = dist_app.service.start(alice, "test_count", {"n": 8, "step_ms": 150})
-    assert receipt.status == "queued" and receipt.task_type == "test_count"
+    assert receipt.status == "pending" and receipt.task_type == "test_count"
     seen = set()
 
     def progressed():
@@ -39,7 +39,7 @@ def test_start_reports_progress_and_result(dist_app: App, alice: Principal) -> N
     assert final.result == {"sum": 36, "steps": 8}  # 1+..+8, computed by the handler
     assert final.progress == 100 and final.error is None
     assert final.started_at is not None and final.completed_at >= final.started_at
-    assert final.message == "step 8/8"
+    assert final.message == "finished: success"
     assert any(0 < p < 100 for p in seen), f"no intermediate progress seen: {seen}"
 
 
@@ -120,8 +120,8 @@ def test_queued_task_cancelled_never_runs_and_list_active(
 
     listing = dist_app.service.list_active(alice)
     by_id = {t.task_id: t for t in listing.tasks}
-    assert by_id[a.task_id].status == "queued" and by_id[a.task_id].started_at is None
-    assert by_id[running.task_id].status == "running"
+    assert by_id[a.task_id].status == "pending" and by_id[a.task_id].started_at is None
+    assert by_id[running.task_id].status == "started"
     assert by_id[running.task_id].task_name == "taskbroker.tasks.test_sleep"
     assert by_id[running.task_id].started_at is not None
     parked = dist_app.service.list_active(alice, task_type="test_parked")

@@ -51,7 +51,7 @@ async def contract_walk(c: Client) -> None:
                                 {"task_type": "test_count", "params": {"n": 4, "step_ms": 10}})
     assert not started.is_error, tool_text(started)
     receipt = started.structured_content
-    assert set(receipt) >= SEED_START_FIELDS and receipt["status"] == "queued"
+    assert set(receipt) >= SEED_START_FIELDS and receipt["status"] == "pending"
     final = await poll_until_done(c, receipt["task_id"])
     assert set(final) >= SEED_STATUS_FIELDS
     assert final["status"] == "success" and final["result"] == {"sum": 10, "steps": 4}
@@ -94,7 +94,7 @@ async def contract_walk(c: Client) -> None:
         while True:
             listing = await c.call_tool("list_active_tasks_tool", {"task_type": "test_sleep"})
             running = [t for t in listing.structured_content["tasks"]
-                       if t["task_id"] == sleeper_id and t["status"] == "running"]
+                       if t["task_id"] == sleeper_id and t["status"] == "started"]
             if running:
                 break
             await anyio.sleep(0.05)

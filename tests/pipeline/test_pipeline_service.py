@@ -56,7 +56,7 @@ def running_in_background(tb: Harness) -> Iterator[list[list[Any]]]:
 def test_a_task_runs_and_reports_its_result(tb: Harness, alice: Principal) -> None:
     receipt = tb.service.start(alice, "test_count", {"n": 8, "step_ms": 0})
     assert (receipt.status, receipt.task_type, receipt.estimated_duration,
-            receipt.deduplicated) == ("queued", "test_count", "1 second", False)
+            receipt.deduplicated) == ("pending", "test_count", "1 second", False)
     assert receipt.message == (
         f"Task test_count queued successfully. Poll get_task_status_tool with task_id "
         f"{receipt.task_id}; expected duration 1 second.")
@@ -75,7 +75,7 @@ def test_a_task_runs_and_reports_its_result(tb: Harness, alice: Principal) -> No
     assert outcome == Outcome("success", result={"sum": 36, "steps": 8})
     final = tb.service.status(alice, receipt.task_id)
     assert (final.status, final.progress, final.result, final.error, final.message) == (
-        "success", 100, {"sum": 36, "steps": 8}, None, "step 8/8")
+        "success", 100, {"sum": 36, "steps": 8}, None, "finished: success")
     assert final.queued_at is not None and final.started_at is not None
     assert final.completed_at is not None
     assert final.queued_at <= final.started_at <= final.completed_at
@@ -94,7 +94,7 @@ def test_progress_is_visible_while_the_handler_runs(tb: Harness, alice: Principa
             assert running.message == "at the gate"
             [listed] = tb.service.list_active(alice).tasks
             assert (listed.task_id, listed.status, listed.progress) == (
-                receipt.task_id, "running", 50)
+                receipt.task_id, "started", 50)
             gate(name).set()
     finally:
         gate(name).set()
@@ -168,7 +168,7 @@ def test_a_cancelled_queued_task_never_runs(tb: Harness, alice: Principal,
     assert kept_marker.read_text() == f"{kept.task_id}\n"
     status = tb.service.status(alice, doomed.task_id)
     assert (status.status, status.progress, status.message, status.started_at) == (
-        "revoked", 100, "canceled", None)
+        "revoked", 100, "finished: canceled", None)
 
 
 def test_cancelling_a_running_task_stops_its_handler(tb: Harness, alice: Principal) -> None:
@@ -209,20 +209,54 @@ def test_cancelling_a_finished_task_changes_nothing(tb: Harness, alice: Principa
 
 def test_an_idempotency_key_returns_the_original_task(tb: Harness, alice: Principal,
                                                       bob: Principal) -> None:
-    first = tb.service.start(alice, "test_count", {"n": 3, "step_ms": 0},
-                             idempotency_key="nightly")
-    again = tb.service.start(alice, "test_count", {"n": 9}, idempotency_key="nightly")
-    assert (again.task_id, again.deduplicated, again.queued_at) == (
-        first.task_id, True, first.queued_at)
+    request = {"n": 3, "step_ms": 0}
+    first = tb.service.start(alice, "test_count", request, idempotency_key="nightly")
+    again = tb.service.start(alice, "test_count", dict(request), idempotency_key="nightly")
+    assert (again.task_id, again.deduplicated, again.queued_at, again.status) == (
+        first.task_id, True, first.queued_at, "pending")
     assert again.message == ("Task test_count was already started with this idempotency_key; "
-                             "returning the original task (now queued).")
+                             "returning the original task (now pending).")
     assert len(tb.broker.published) == 1
     tb.run_pending()
-    later = tb.service.start(alice, "test_count", {}, idempotency_key="nightly")
-    assert later.task_id == first.task_id and later.message.endswith("(now success).")
-    bobs = tb.service.start(bob, "test_count", {}, idempotency_key="nightly")
+    later = tb.service.start(alice, "test_count", request, idempotency_key="nightly")
+    assert (later.task_id, later.status) == (first.task_id, "success")
+    assert later.message.endswith("(now success).")
+    bobs = tb.service.start(bob, "test_count", request, idempotency_key="nightly")
     assert bobs.task_id != first.task_id and bobs.deduplicated is False
     assert len(tb.broker.published) == 2
+
+
+@pytest.mark.parametrize(("task_type", "params"), [
+    ("test_count", {"n": 9, "step_ms": 0}),   # other params
+    ("test_count", {}),                       # the defaults are other params too
+    ("test_echo", {}),                        # another type
+])
+def test_a_reused_key_with_a_different_request_is_a_value_error(
+        tb: Harness, alice: Principal, task_type: str, params: dict) -> None:
+    first = tb.service.start(alice, "test_count", {"n": 3, "step_ms": 0}, idempotency_key="k")
+    with pytest.raises(InvalidRequest) as raised:
+        tb.service.start(alice, task_type, params, idempotency_key="k")
+    assert str(raised.value).startswith(
+        f"idempotency_key: 'k' was already used for a different request (task {first.task_id}")
+    assert len(tb.broker.published) == 1
+
+
+def test_a_replay_is_answered_at_the_rate_limit_and_the_active_cap(
+        tmp_path: Path, alice: Principal) -> None:
+    tb2 = make_harness(tmp_path, rate_limits="start: 2/minute; status: 100/minute",
+                       max_active_per_user=1)
+    request = {"n": 3, "step_ms": 0}
+    first = tb2.service.start(alice, "test_count", request, idempotency_key="once")
+    # the cap (1 active) and then the start limit (2/minute) refuse new starts...
+    with pytest.raises(RateLimited, match="max_active_per_user=1"):
+        tb2.service.start(alice, "test_count", request)
+    with pytest.raises(RateLimited, match="for start"):
+        tb2.service.start(alice, "test_count", request)
+    # ...but a replay of the first start still learns what became of its task
+    for _ in range(3):
+        again = tb2.service.start(alice, "test_count", request, idempotency_key="once")
+        assert (again.task_id, again.deduplicated, again.status) == (
+            first.task_id, True, "pending")
 
 
 # --- visibility ------------------------------------------------------------------------------
@@ -267,7 +301,7 @@ def test_list_active_is_scoped_to_the_owner(tb: Harness, alice: Principal, bob: 
     assert [t.task_id for t in mine.tasks] == [order[0], order[2], order[4], counted]
     assert mine.total_active == 4
     assert {(t.owner, t.status, t.progress, t.task_name) for t in mine.tasks[:3]} == {
-        ("alice", "queued", 0, "taskbroker.tasks.test_parked")}
+        ("alice", "pending", 0, "taskbroker.tasks.test_parked")}
     assert [t.task_id for t in tb.service.list_active(bob).tasks] == [order[1], order[3]]
     everyone = tb.service.list_active(admin)
     assert ([t.task_id for t in everyone.tasks], everyone.total_active) == ([*order, counted], 6)

@@ -51,7 +51,7 @@ def test_countdown_on_a_real_worker(run_task) -> None:  # type: ignore[no-untype
     status = run_task("hello_countdown", {"start": 3, "step_seconds": 0.1})
     assert status.status == "success", status.error
     assert status.result == {"counted_from": 3, "message": "liftoff"}
-    assert status.progress == 100 and status.message == "liftoff"
+    assert status.progress == 100 and status.message == "finished: success"
 
 
 def test_countdown_can_be_cancelled(taskbroker_app: EmbeddedTaskbroker) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from pydantic import BaseModel
 
-from taskbroker.core.pipeline.errors import TaskbrokerError
+from taskbroker.core.pipeline.errors import TaskbrokerError, client_text
 
 __all__ = ["print_json", "service_call"]
 
@@ -31,4 +31,5 @@ def service_call(fn_name: str, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(local_principal(app.settings), *args, **kwargs)
     except TaskbrokerError as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+        # the same kinds and texts as the MCP tools' errors
+        raise click.ClickException(client_text(exc) or f"InternalError: {exc}") from None

@@ -38,8 +38,12 @@ def _parse_param(item: str) -> tuple[str, Any]:
 @click.option("--priority", type=int, default=None)
 @click.option("--idempotency-key", default=None)
 @click.option("--follow", "-f", is_flag=True, help="Show progress until the task ends.")
+@click.option("--notice-after", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="With --follow: say so when no worker has picked the task up after this "
+                   "many seconds.")
 def tasks_start(task_type: str, param_items: tuple[str, ...], params_json: str | None,
-                priority: int | None, idempotency_key: str | None, follow: bool) -> None:
+                priority: int | None, idempotency_key: str | None, follow: bool,
+                notice_after: float) -> None:
     """Start a task of TASK_TYPE."""
     params: dict[str, Any] = json.loads(params_json) if params_json else {}
     params.update(dict(_parse_param(i) for i in param_items))
@@ -49,13 +53,14 @@ def tasks_start(task_type: str, param_items: tuple[str, ...], params_json: str |
         print_json(receipt)
         return
     click.echo(f"started {receipt.task_id}", err=True)
-    final = _follow(receipt.task_id)
+    final = _follow(receipt.task_id, notice_after=notice_after)
     print_json(final)
     if final.status != "success":
         sys.exit(1)
 
 
-def _follow(task_id: str) -> Any:
+def _follow(task_id: str, *, notice_after: float = 10.0) -> Any:
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from taskbroker.app import build_app, local_principal
@@ -64,10 +69,20 @@ def _follow(task_id: str) -> Any:
     who = local_principal(app.settings)
     columns = (TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
-        handle = bar.add_task("queued", total=100)
+    # progress and notices on stderr: stdout carries only the final JSON
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+        handle = bar.add_task("pending", total=100)
+        began, noticed = time.monotonic(), False
         while True:
             status = app.service.status(who, task_id)
+            if status.status == "pending" and not noticed \
+                    and time.monotonic() - began >= notice_after:
+                noticed = True
+                bar.console.print(
+                    f"taskbroker: no worker has picked up task {task_id} after "
+                    f"{notice_after:g} s: is a worker running for its queue? (`taskbroker "
+                    "worker`; in embedded mode `taskbroker serve` starts one). Still waiting; "
+                    "Ctrl-C stops waiting, the task stays queued.", style="yellow", soft_wrap=True)
             bar.update(handle, completed=status.progress,
                        description=f"{status.status}: {status.message or ''}"[:60])
             if status.status in FINAL_STATUSES:

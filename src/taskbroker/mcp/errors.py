@@ -7,13 +7,7 @@ import uuid
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from taskbroker.core.pipeline.errors import (
-    BrokerUnavailable,
-    InvalidRequest,
-    PermissionDenied,
-    RateLimited,
-    TaskNotFound,
-)
+from taskbroker.core.pipeline.errors import client_text
 
 __all__ = ["to_tool_error"]
 
@@ -26,18 +20,9 @@ def to_tool_error(exc: BaseException, tool: str) -> ToolError:
     Known errors keep their message (written for clients, free of secrets); anything else is
     logged with its traceback under a reference id and reported without details.
     """
-    if isinstance(exc, InvalidRequest):
-        return ToolError(f"ValueError: {exc}")
-    if isinstance(exc, PermissionDenied):
-        return ToolError(f"PermissionError: {exc}")
-    if isinstance(exc, RateLimited):
-        return ToolError(
-            f"RateLimitError: {exc} (limit {exc.limit}; retry_after={exc.retry_after:.1f} s)"
-        )
-    if isinstance(exc, TaskNotFound):
-        return ToolError(f"TaskNotFound: {exc}")
-    if isinstance(exc, BrokerUnavailable):
-        return ToolError(f"ConnectionError: {exc}")
+    text = client_text(exc)
+    if text is not None:
+        return ToolError(text)
     ref = uuid.uuid4().hex[:12]
     log.error("tool %s failed unexpectedly (ref %s)", tool, ref, exc_info=exc)
     return ToolError(f"InternalError: {tool} failed unexpectedly (reference {ref})")

@@ -61,7 +61,7 @@ def start_background_task_tool(
     idempotency_key: Annotated[str | None, Field(max_length=200, description=(
         "Optional key: repeating a start with the same key returns the first task."))] = None,
 ) -> StartReceipt:
-    """Start a background task and return its task_id at once (status "queued").
+    """Start a background task and return its task_id at once (status "pending").
 
     Parameters are validated before anything is queued: an unknown task_type or bad
     params is a ValueError naming the field and what is accepted.

@@ -13,6 +13,7 @@ __all__ = [
     "TaskNotFound",
     "TaskbrokerError",
     "Unauthenticated",
+    "client_text",
 ]
 
 
@@ -64,3 +65,20 @@ class BrokerUnavailable(TaskbrokerError, ConnectionError):
     """The broker or the ledger database could not be reached in time."""
 
     outcome = "unavailable"
+
+
+def client_text(exc: BaseException) -> str | None:
+    """What a client is told about ``exc``: its documented kind and message, the same text in
+    every adapter (MCP tool errors, the CLI); None for an error that is not one of these
+    (adapters report those as ``InternalError`` with a reference id)."""
+    if isinstance(exc, InvalidRequest):
+        return f"ValueError: {exc}"
+    if isinstance(exc, PermissionDenied):
+        return f"PermissionError: {exc}"
+    if isinstance(exc, RateLimited):
+        return f"RateLimitError: {exc} (limit {exc.limit}; retry_after={exc.retry_after:.1f} s)"
+    if isinstance(exc, TaskNotFound):
+        return f"TaskNotFound: {exc}"
+    if isinstance(exc, BrokerUnavailable):
+        return f"ConnectionError: {exc}"
+    return None

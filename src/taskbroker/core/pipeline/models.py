@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 __all__ = [
-    "ACTIVE_STATUS",
+    "ACTIVE_STATUSES",
     "CLIENT_STATUS",
     "DEFAULT_LIST_LIMIT",
     "FINAL_STATUSES",
@@ -26,15 +26,31 @@ __all__ = [
     "TaskTypeInfo",
 ]
 
-#: status values of get_task_status_tool (the seed's, plus "expired" for purged records)
+#: The one status vocabulary of every answer (start, status, cancel, list, wait, the CLI): the
+#: seed's status table, plus "expired" for a record purged by retention.  The ledger's states
+#: and Celery's map onto it as follows (README "Task statuses"):
+#:
+#: ======== ============ ============= ====================================
+#: status   ledger state Celery state  meaning
+#: ======== ============ ============= ====================================
+#: pending  queued       PENDING       accepted, waiting for a worker
+#: started  started      STARTED       a worker runs it
+#: retry    retry        RETRY         failed transiently, will run again
+#: success  success      SUCCESS       finished; ``result`` is set
+#: failure  failure      FAILURE       finished; ``error`` is set
+#: revoked  revoked      REVOKED       canceled (or never ran)
+#: expired  (purged)     --            finished long ago; record purged
+#: ======== ============ ============= ====================================
 Status = Literal["pending", "started", "success", "failure", "revoked", "retry", "expired"]
+#: statuses of a task that is not finished (list_active_tasks_tool lists these)
+ActiveStatus = Literal["pending", "started", "retry"]
 
-#: the ledger's states (core.ports) as get_task_status_tool reports them
+#: the ledger's states (core.ports) as every answer reports them
 CLIENT_STATUS: dict[str, str] = {"queued": "pending", "started": "started", "retry": "retry",
                                  "success": "success", "failure": "failure",
                                  "revoked": "revoked"}
-#: the ledger's active states as list_active_tasks_tool reports them
-ACTIVE_STATUS: dict[str, str] = {"queued": "queued", "started": "running", "retry": "retry"}
+#: client statuses of unfinished tasks
+ACTIVE_STATUSES: tuple[str, ...] = ("pending", "started", "retry")
 #: client statuses after which a task changes no more
 FINAL_STATUSES: tuple[str, ...] = ("success", "failure", "revoked", "expired")
 
@@ -45,11 +61,15 @@ MAX_LIST_LIMIT = 1000
 
 
 class StartReceipt(BaseModel):
-    """Returned by start: the task id to poll, and what was queued."""
+    """Returned by start: the task id to poll, and what was queued.
+
+    ``status`` is the task's current status: ``pending`` for a new task; for a start that an
+    idempotency key matched to an earlier task, that task's status now (maybe ``success``).
+    """
 
     task_id: str
     task_type: str
-    status: Literal["queued"] = "queued"
+    status: Status = "pending"
     estimated_duration: str
     queued_at: dt.datetime
     message: str
@@ -78,7 +98,7 @@ class CancelReceipt(BaseModel):
     """Returned by cancel: the task's status afterwards and what the cancel did."""
 
     task_id: str
-    status: str
+    status: Status
     message: str
     canceled_at: dt.datetime | None = None
     changed: bool = Field(description="False when the task had already finished.")
@@ -90,7 +110,7 @@ class ActiveTask(BaseModel):
     task_id: str
     task_name: str
     task_type: str
-    status: Literal["queued", "running", "retry"]
+    status: ActiveStatus
     started_at: dt.datetime | None = None
     queued_at: dt.datetime
     progress: int = 0

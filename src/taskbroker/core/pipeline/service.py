@@ -18,7 +18,6 @@ from taskbroker.core.contract.registry import Registry
 from taskbroker.core.pipeline.chain import Call, Chain, Middleware
 from taskbroker.core.pipeline.errors import BrokerUnavailable, InvalidRequest, TaskNotFound
 from taskbroker.core.pipeline.models import (
-    ACTIVE_STATUS,
     CLIENT_STATUS,
     DEFAULT_LIST_LIMIT,
     ActiveTask,
@@ -46,14 +45,21 @@ __all__ = ["TaskService", "record_to_status"]
 log = logging.getLogger("taskbroker.service")
 
 
+#: the message of a finished task (its last progress message is history by then)
+FINAL_MESSAGES = {"success": "finished: success", "failure": "finished: failure",
+                  "revoked": "finished: canceled"}
+
+
 def record_to_status(record: TaskRecord) -> TaskStatus:
-    """The client-facing status of a ledger record (seed status values)."""
+    """The client-facing status of a ledger record (seed status values).  A finished task's
+    message says that it finished, never its last progress text."""
     status = CLIENT_STATUS[record.status]
     progress = 0 if record.status == QUEUED else record.progress
+    message = FINAL_MESSAGES.get(status, record.message)
     return TaskStatus(
         task_id=record.id, status=status, progress=progress, result=record.result,
         error=record.error, started_at=record.started_at, completed_at=record.completed_at,
-        task_type=record.task_type, message=record.message, queued_at=record.queued_at,
+        task_type=record.task_type, message=message, queued_at=record.queued_at,
     )
 
 
@@ -178,12 +184,20 @@ class TaskService:
                 self._discard(task_id)
                 raise
         if existing is not None:
+            key = call.args.get("idempotency_key")
+            if existing.task_type != task_type.name or existing.params != _redact(
+                    payload, task_type.secret_params):
+                raise InvalidRequest(
+                    f"idempotency_key: {key!r} was already used for a different request (task "
+                    f"{existing.id}, {existing.task_type} with other params); repeat that "
+                    "request exactly to get its task, or use a new key")
             call.task_id = existing.id
+            now = CLIENT_STATUS[existing.status]
             return StartReceipt(
-                task_id=existing.id, task_type=existing.task_type,
+                task_id=existing.id, task_type=existing.task_type, status=now,
                 estimated_duration=task_type.estimated_duration, queued_at=existing.queued_at,
                 message=f"Task {existing.task_type} was already started with this "
-                        f"idempotency_key; returning the original task (now {existing.status}).",
+                        f"idempotency_key; returning the original task (now {now}).",
                 deduplicated=True,
             )
         call.task_id = task_id
@@ -263,7 +277,7 @@ class TaskService:
             total_active=total,
             tasks=[
                 ActiveTask(task_id=r.id, task_name=r.task_name, task_type=r.task_type,
-                           status=ACTIVE_STATUS[r.status], started_at=r.started_at,
+                           status=CLIENT_STATUS[r.status], started_at=r.started_at,
                            queued_at=r.queued_at, progress=r.progress, owner=r.owner)
                 for r in rows
             ],

@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from limits import RateLimitItem, parse_many
@@ -79,10 +79,14 @@ class RateLimitConfigError(ValueError):
 
 
 class ActiveCounter(Protocol):
-    """What the active-task cap needs from the ledger."""
+    """What the active-task cap (and idempotent replays) need from the ledger."""
 
     def count_active(self, owner: str) -> int:
         """How many non-terminal tasks ``owner`` has."""
+        ...
+
+    def by_idempotency_key(self, owner: str, key: str) -> Any:
+        """The task ``owner`` started with idempotency ``key``, if any."""
         ...
 
 
@@ -216,6 +220,13 @@ class RateLimitMiddleware(Middleware):
         user = call.user_id
         if not user:  # identity runs first and refuses these; never let one through
             raise Unauthenticated("authentication required: no identity for this call")
+        if call.operation == "start" and self._is_replay(call, user):
+            # a repeated start with a used idempotency key only reads the original task: it
+            # is counted as a status read, and neither the start limit nor the active cap
+            # may refuse it (the client must be able to learn what became of its task)
+            for item in self.limits.get("status", ()):
+                self._hit(item, "status", user)
+            return
         for item in self.limits.get(call.operation, ()):
             self._hit(item, call.operation, user)
         if call.operation == "start" and self.max_active > 0:
@@ -248,6 +259,17 @@ class RateLimitMiddleware(Middleware):
         log.debug("rate limit exceeded: operation=%s limit=%s", operation, item)
         raise RateLimited(f"rate limit exceeded for {operation}: {item}", limit=str(item),
                           retry_after=retry_after)
+
+    def _is_replay(self, call: Call, user: str) -> bool:
+        key = call.args.get("idempotency_key")
+        if self.ledger is None or not isinstance(key, str) or not 1 <= len(key) <= 200:
+            return False
+        try:
+            return self.ledger.by_idempotency_key(user, key) is not None
+        except Exception as exc:
+            raise BrokerUnavailable(
+                f"cannot look up the idempotency key ({type(exc).__name__}); the call was "
+                "refused") from None
 
     def _check_active_cap(self, call: Call, user: str) -> None:
         assert self.ledger is not None
