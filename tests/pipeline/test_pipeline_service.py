@@ -58,8 +58,9 @@ def test_a_task_runs_and_reports_its_result(tb: Harness, alice: Principal) -> No
     assert (receipt.status, receipt.task_type, receipt.estimated_duration,
             receipt.deduplicated) == ("pending", "test_count", "1 second", False)
     assert receipt.message == (
-        f"Task test_count queued successfully. Poll get_task_status_tool with task_id "
-        f"{receipt.task_id}; expected duration 1 second.")
+        "Task test_count queued successfully; expected duration 1 second. Wait with "
+        "wait_for_task_tool, or poll get_task_status_tool every 5 s.")
+    assert receipt.poll_interval_seconds == 5.0  # no history yet: the declared guess
     before = tb.service.status(alice, receipt.task_id)
     assert (before.status, before.progress, before.result, before.started_at) == (
         "pending", 0, None, None)
@@ -486,3 +487,21 @@ def test_a_value_the_ledger_refuses_is_an_invalid_request(tmp_path: Path,
         tb.service.status(alice, UNKNOWN_ID)
     assert isinstance(raised.value, ValueError)
     assert str(raised.value) == "the ledger database refused a value"
+
+
+def test_estimates_come_from_the_recorded_runs(tb: Harness, alice: Principal) -> None:
+    for _ in range(3):
+        tb.service.start(alice, "test_count", {"n": 2, "step_ms": 0})
+    tb.run_pending()
+    runs = tb.ledger.run_seconds("test_count")
+    assert len(runs) == 3 and all(r < 1 for r in runs)
+    tb.service.estimates.ttl = 0  # no cached guess
+    [info] = [t for t in tb.service.list_types(alice) if t.name == "test_count"]
+    ordered = sorted(runs)
+    assert (info.measured_runs, info.median_seconds, info.p90_seconds) == (
+        3, round(ordered[1], 3), round(ordered[2], 3))
+    assert (info.estimated_duration, info.poll_interval_seconds) == (
+        "under 1 second (last 3 runs)", 0.5)
+    receipt = tb.service.start(alice, "test_count", {"n": 2, "step_ms": 0})
+    assert (receipt.estimated_duration, receipt.poll_interval_seconds) == (
+        "under 1 second (last 3 runs)", 0.5)

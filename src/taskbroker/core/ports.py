@@ -238,6 +238,12 @@ class Ledger(abc.ABC):
     def active_counts(self) -> list[tuple[str, str, int]]:
         """``(task_type, status, count)`` for every non-terminal combination (for gauges)."""
 
+    def run_seconds(self, task_type: str, *, limit: int = 100) -> list[float]:
+        """How long the ``limit`` most recently finished successful tasks of ``task_type`` ran
+        (``completed_at - started_at``, seconds), newest first: what estimates are made of.
+        The default knows none (estimates then fall back to the type's declared guess)."""
+        return []
+
     @abc.abstractmethod
     def ids(self, statuses: Iterable[str]) -> list[str]:
         """Ids of tasks in ``statuses`` (maintenance and tests)."""

@@ -39,7 +39,9 @@ types and their parameters. Three ways to run one and get its result:
    tasks extension get a task handle at once and follow it with tasks/get;
 2. start_background_task_tool returns a task_id at once; then wait_for_task_tool(task_id)
    returns as soon as the task ends (or after up to 50 s: call it again);
-3. or poll get_task_status_tool until the status is success, failure or revoked.
+3. or poll get_task_status_tool every poll_interval_seconds (in the start receipt) until the
+   status is success, failure or revoked.
+Estimated durations and poll intervals come from the recent runs of each type.
 cancel_task_tool cancels; list_active_tasks_tool shows what is queued or running; the resource
 taskbroker://tasks/{task_id} reads a task with its full result."""
 

@@ -28,6 +28,7 @@ from taskbroker.core.ports import (
     RETRY,
     REVOKED,
     STARTED,
+    SUCCESS,
     TERMINAL,
     ActiveRow,
     Ledger,
@@ -246,6 +247,17 @@ class MemoryLedger(Ledger):
         with self._lock:
             self._check()
             return len(self._active(owner, None))
+
+    def run_seconds(self, task_type: str, *, limit: int = 100) -> list[float]:
+        """Run times of the latest successful tasks of ``task_type``, newest first."""
+        with self._lock:
+            self._check()
+            done = [r for r in self._tasks.values()
+                    if r.task_type == task_type and r.status == SUCCESS
+                    and r.started_at is not None and r.completed_at is not None]
+        done.sort(key=lambda r: r.completed_at, reverse=True)  # type: ignore[arg-type,return-value]
+        return [max(0.0, (r.completed_at - r.started_at).total_seconds())  # type: ignore[operator]
+                for r in done[:limit]]
 
     def active_counts(self) -> list[tuple[str, str, int]]:
         with self._lock:

@@ -45,6 +45,7 @@ from taskbroker.core.ports import (
     RETRY,
     REVOKED,
     STARTED,
+    SUCCESS,
     TERMINAL,
     ActiveRow,
     Ledger,
@@ -360,6 +361,20 @@ class SqlLedger(Ledger):
                 .where(tasks.c.status.in_(ACTIVE)).group_by(tasks.c.task_type, tasks.c.status)
             ).all()
         return [(r[0], r[1], int(r[2])) for r in rows]
+
+    @translate_db_errors
+    def run_seconds(self, task_type: str, *, limit: int = 100) -> list[float]:
+        """Run times of the latest successful tasks of ``task_type``, newest first."""
+        with self.ac.connect() as conn:
+            rows = conn.execute(
+                select(tasks.c.started_at, tasks.c.completed_at)
+                .where(tasks.c.task_type == task_type, tasks.c.status == SUCCESS,
+                       tasks.c.started_at.is_not(None), tasks.c.completed_at.is_not(None))
+                .order_by(tasks.c.completed_at.desc()).limit(limit)
+            ).all()
+        return [max(0.0, (done - began).total_seconds())
+                for began, done in ((_aware(b), _aware(d)) for b, d in rows)
+                if began is not None and done is not None]
 
     @translate_db_errors
     def ids(self, statuses: Iterable[str]) -> list[str]:

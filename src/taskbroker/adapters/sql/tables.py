@@ -48,6 +48,7 @@ tasks = Table(
     Index("ix_taskbroker_tasks_status", "status", "task_type"),
     Index("ix_taskbroker_tasks_owner_status", "owner", "status"),
     Index("ix_taskbroker_tasks_completed", "completed_at"),
+    Index("ix_taskbroker_tasks_type_completed", "task_type", "status", "completed_at"),
 )
 
 purged = Table(

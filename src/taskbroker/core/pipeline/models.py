@@ -73,6 +73,8 @@ class StartReceipt(BaseModel):
     estimated_duration: str
     queued_at: dt.datetime
     message: str
+    poll_interval_seconds: float = Field(
+        default=5.0, description="How often to poll this task (from the type's run history).")
     deduplicated: bool = Field(
         default=False,
         description="True when idempotency_key matched an earlier start: task_id is that task's.",
@@ -134,6 +136,13 @@ class TaskTypeInfo(BaseModel):
     required_role: str | None
     mutates: bool = False
     estimated_duration: str
+    median_seconds: float | None = Field(
+        default=None, description="Median run time of the type's recent successful runs.")
+    p90_seconds: float | None = Field(
+        default=None, description="9 in 10 of those runs took at most this long.")
+    measured_runs: int = Field(
+        default=0, description="How many runs the figures come from (0: a declared guess).")
+    poll_interval_seconds: float = 5.0
     queue: str
     plugin: str | None
     plugin_version: str | None = None

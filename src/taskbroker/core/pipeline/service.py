@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from taskbroker.core.contract.registry import Registry
+from taskbroker.core.estimates import EstimateBook
 from taskbroker.core.pipeline.chain import Call, Chain, Middleware
 from taskbroker.core.pipeline.errors import BrokerUnavailable, InvalidRequest, TaskNotFound
 from taskbroker.core.pipeline.models import (
@@ -80,6 +81,7 @@ class TaskService:
         self._middleware = list(middleware)
         self._chain: Chain | None = None
         self._lock = threading.Lock()
+        self.estimates = EstimateBook(ledger)
 
     # --- chain ------------------------------------------------------------------------
 
@@ -183,6 +185,7 @@ class TaskService:
             except BaseException:
                 self._discard(task_id)
                 raise
+        estimate = self.estimates.estimate(task_type)
         if existing is not None:
             key = call.args.get("idempotency_key")
             if existing.task_type != task_type.name or existing.params != _redact(
@@ -195,7 +198,8 @@ class TaskService:
             now = CLIENT_STATUS[existing.status]
             return StartReceipt(
                 task_id=existing.id, task_type=existing.task_type, status=now,
-                estimated_duration=task_type.estimated_duration, queued_at=existing.queued_at,
+                estimated_duration=estimate.text, queued_at=existing.queued_at,
+                poll_interval_seconds=estimate.poll_interval_seconds,
                 message=f"Task {existing.task_type} was already started with this "
                         f"idempotency_key; returning the original task (now {now}).",
                 deduplicated=True,
@@ -203,9 +207,11 @@ class TaskService:
         call.task_id = task_id
         return StartReceipt(
             task_id=task_id, task_type=task_type.name,
-            estimated_duration=task_type.estimated_duration, queued_at=queued_at,
-            message=f"Task {task_type.name} queued successfully. Poll get_task_status_tool "
-                    f"with task_id {task_id}; expected duration {task_type.estimated_duration}.",
+            estimated_duration=estimate.text, queued_at=queued_at,
+            poll_interval_seconds=estimate.poll_interval_seconds,
+            message=f"Task {task_type.name} queued successfully; expected duration "
+                    f"{estimate.text}. Wait with wait_for_task_tool, or poll "
+                    f"get_task_status_tool every {estimate.poll_interval_seconds:g} s.",
         )
 
     def _discard(self, task_id: str) -> None:
@@ -289,7 +295,9 @@ class TaskService:
             TaskTypeInfo(
                 name=t.name, description=t.description, params_schema=self.registry.schema(t.name),
                 required_role=t.required_role, mutates=t.mutates,
-                estimated_duration=t.estimated_duration,
+                estimated_duration=(e := self.estimates.estimate(t)).text,
+                median_seconds=e.median_seconds, p90_seconds=e.p90_seconds,
+                measured_runs=e.measured_runs, poll_interval_seconds=e.poll_interval_seconds,
                 queue=t.queue, plugin=t.plugin,
                 plugin_version=self.plugin_versions.get(t.plugin or ""),
                 idempotent=t.idempotent,
