@@ -51,8 +51,9 @@ def test_median_and_nearest_rank_p90() -> None:
 def test_fast_types_poll_at_half_a_second_and_slow_ones_at_thirty() -> None:
     fast = EstimateBook(FakeLedger([0.01, 0.02, 0.05])).estimate(T)
     assert (fast.text, fast.poll_interval_seconds) == ("under 1 second (last 3 runs)", 0.5)
+    # median 700 s (11.7 minutes), p90 900 s
     slow = EstimateBook(FakeLedger([600.0, 700.0, 900.0])).estimate(T)
-    assert (slow.text, slow.poll_interval_seconds) == ("12-15 minutes (last 3 runs)", 30.0)  # median 700 s
+    assert (slow.text, slow.poll_interval_seconds) == ("12-15 minutes (last 3 runs)", 30.0)
 
 
 def test_too_little_history_keeps_the_declared_guess() -> None:
