@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -262,8 +263,9 @@ class RateLimitMiddleware(Middleware):
 
     def _is_replay(self, call: Call, user: str) -> bool:
         key = call.args.get("idempotency_key")
-        if self.ledger is None or not isinstance(key, str) or not 1 <= len(key) <= 200:
-            return False
+        if self.ledger is None or not isinstance(key, str) or not 1 <= len(key) <= 200 \
+                or _CONTROL.search(key):
+            return False  # validation refuses it (a NUL would even break the lookup)
         try:
             return self.ledger.by_idempotency_key(user, key) is not None
         except Exception as exc:
@@ -291,6 +293,9 @@ class RateLimitMiddleware(Middleware):
                 limit=limit, retry_after=ACTIVE_CAP_RETRY_AFTER,
             )
         call.extra["ratelimit_lock"] = user
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _redis_storage(url: str, timeout: float) -> RedisStorage:
