@@ -119,3 +119,23 @@ def test_the_security_doc_lists_the_matrix() -> None:
     for t in tb.app.plugins.registry.all():
         row = f"| `{t.name}` | {t.required_role or 'any'} | {'yes' if t.mutates else 'no'} |"
         assert row in doc, row
+
+
+def test_schedule_runs_lists_the_run_ids_version_diff_takes(loaded: InProcessTaskbroker) -> None:
+    from taskbroker.plugins.data import schedule_store
+
+    program = schedule_store().load_program()
+    status = loaded.run_task("schedule_runs", {"limit": 2})
+    assert status.status == "success", status.error
+    result = status.result
+    newest = sorted(program.runs, key=lambda r: r.created_at, reverse=True)
+    assert result["total"] == len(program.runs) and len(result["runs"]) == 2
+    assert [r["id"] for r in result["runs"]] == [r.id for r in newest[:2]]
+    current = program.current_run()
+    assert [r["id"] for r in result["runs"] if r["current"]] == [current.id]
+    first = min(a.date for a in current.assignments).isoformat()
+    assert next(r for r in result["runs"] if r["current"])["first_date"] == first
+    # the ids it lists are what metrics_version_diff compares
+    ok = [r["id"] for r in result["runs"] if r["status"] == "success"]
+    diff = loaded.run_task("metrics_version_diff", {"run_id_1": ok[-1], "run_id_2": ok[0]})
+    assert diff.status == "success", diff.error

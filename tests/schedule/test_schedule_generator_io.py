@@ -87,3 +87,37 @@ def test_load_errors_name_the_record() -> None:
 
     with pytest.raises(ProgramLoadError, match="JSON object"):
         program_from_json([1, 2])
+
+
+@pytest.mark.parametrize("kind", ["people", "services", "runs"])
+def test_a_duplicate_id_names_both_records(kind: str) -> None:
+    doc = _doc()
+    doc[kind].append(dict(doc[kind][0]))
+    n, first = len(doc[kind]) - 1, doc[kind][0]["id"]
+    with pytest.raises(ProgramLoadError) as raised:
+        program_from_json(doc)
+    message = str(raised.value)
+    assert message == (f"invalid program file: {kind}[{n}:{first}]: duplicate id {first!r} "
+                       f"(the same as {kind}[0]); every id must be unique")
+    assert "Traceback" not in message and "IntegrityError" not in message
+
+
+def test_an_unknown_time_zone_is_refused_naming_the_field() -> None:
+    doc = _doc()
+    doc["program"]["timezone"] = "Mars/Olympus_Mons"
+    with pytest.raises(ProgramLoadError, match=r"program\.timezone: unknown time zone "
+                                               r"'Mars/Olympus_Mons'; accepted: an IANA"):
+        program_from_json(doc)
+
+
+def test_generated_programs_start_today_where_they_are() -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    program = generate_program(seed=1, faculty=2, residents=1, days=7, services=1)
+    assert program.program.timezone == "America/New_York"
+    before = dt.datetime.now(ZoneInfo("America/New_York")).date()
+    first = min(a.date for r in program.runs for a in r.assignments)
+    after = dt.datetime.now(ZoneInfo("America/New_York")).date()
+    # the first scheduled day is today there (or the Monday after, when today is a weekend)
+    assert 0 <= (first - before).days <= 2 and (first - after).days <= 2

@@ -33,7 +33,10 @@ from taskbroker.schedule.program import (
 )
 from taskbroker.schedule.staffing import slot_requirement
 
-__all__ = ["generate_program"]
+__all__ = ["GENERATED_TIMEZONE", "generate_program"]
+
+#: the time zone of generated programs (their dates start on today there)
+GENERATED_TIMEZONE = "America/New_York"
 
 _SERVICES = [
     ("inpatient", "Inpatient Medicine", True, {"1": 2, "2": 4, "3": 4}),
@@ -166,13 +169,16 @@ def generate_program(
     absence_rate: float = 0.05,
     start: dt.date | None = None,
 ) -> Program:
-    """A realistic synthetic program of ``days`` days from ``start`` (default today).
+    """A realistic synthetic program of ``days`` days from ``start`` (default today in the
+    program's time zone, :data:`GENERATED_TIMEZONE`).
 
     Deterministic for a given argument set; see the module docstring for what it contains.
     """
     if faculty < 1 or residents < 0 or days < 1 or services < 1:
         raise ValueError("faculty, days and services must be >= 1, residents >= 0")
-    start = start or dt.date.today()
+    info = ProgramInfo(name=f"Synthetic Residency Program (seed {seed})",
+                       timezone=GENERATED_TIMEZONE)
+    start = start or info.today()  # today where the program is, not on this machine
     rng = random.Random(seed)
     svcs = _services(services, faculty)
     ids = [s.id for s in svcs]
@@ -200,7 +206,6 @@ def generate_program(
     current = Run(id=str(uuid.UUID(int=rng.getrandbits(128))), created_at=created,
                   status="success",
                   assignments=tuple(_schedule(rng, svcs, people, absences, start, days)))
-    return Program(program=ProgramInfo(name=f"Synthetic Residency Program (seed {seed})",
-                                       timezone="America/New_York"),
+    return Program(program=info,
                    services=tuple(svcs), people=tuple(people), absences=tuple(absences),
                    runs=(older, failed, current))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "Absence",
@@ -30,10 +31,32 @@ class _Model(BaseModel):
 
 
 class ProgramInfo(_Model):
-    """Name and time zone of the program."""
+    """Name and time zone of the program.
+
+    The time zone (an IANA name) is where "today" is: every default date window of every
+    task type starts on :meth:`today`.
+    """
 
     name: str
     timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; accepted: an IANA time zone name "
+                             "such as 'America/New_York' or 'UTC'") from None
+        return value
+
+    def zone(self) -> ZoneInfo:
+        """The program's time zone."""
+        return ZoneInfo(self.timezone)
+
+    def today(self, now: dt.datetime | None = None) -> dt.date:
+        """The date in the program's time zone at ``now`` (default: the current time)."""
+        return (now or dt.datetime.now(dt.UTC)).astimezone(self.zone()).date()
 
 
 class Service(_Model):
@@ -102,8 +125,8 @@ class Run(_Model):
 class Program(_Model):
     """A whole program: services, people, absences and schedule runs.
 
-    Validation rejects unknown ids, a person twice in one block of a run, and a resident
-    without a PGY level, naming the offending record.
+    Validation rejects duplicate and unknown ids, a person twice in one block of a run, and
+    a resident without a PGY level, naming the offending record.
     """
 
     program: ProgramInfo
@@ -114,6 +137,15 @@ class Program(_Model):
 
     @model_validator(mode="after")
     def _check_references(self) -> Program:
+        for kind, items in (("services", self.services), ("people", self.people),
+                            ("runs", self.runs)):
+            first: dict[str, int] = {}
+            for i, item in enumerate(items):
+                if item.id in first:
+                    raise ValueError(
+                        f"{kind}[{i}:{item.id}]: duplicate id {item.id!r} (the same as "
+                        f"{kind}[{first[item.id]}]); every id must be unique")
+                first[item.id] = i
         service_ids = {s.id for s in self.services}
         person_ids = {p.id for p in self.people}
         for p in self.people:

@@ -18,8 +18,8 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 @pytest.fixture
 def fixed_today(monkeypatch: pytest.MonkeyPatch) -> dt.date:
-    """data.today() is D0 and data.utcnow() is D0 12:00 UTC."""
-    monkeypatch.setattr(data, "today", lambda: D0)
+    """data.utcnow() is D0 12:00 UTC, so data.today(program) is D0 in every program time zone
+    from UTC-11 to UTC+11 (the test programs use UTC and America/New_York)."""
     monkeypatch.setattr(data, "utcnow",
                         lambda: dt.datetime.combine(D0, dt.time(12), tzinfo=dt.UTC))
     return D0

@@ -112,7 +112,18 @@ def test_validation_errors_name_the_fields(params: dict, names: list[str]) -> No
                                        ("2025-05-05", "2025-05-05")])
 def test_window_up_to_two_years_is_accepted(start: str, end: str) -> None:
     p = ComputationParams.model_validate({"start_date": start, "end_date": end})
-    assert p.window().end == dt.date.fromisoformat(end)
+    assert p.window(dt.date(1999, 1, 1)).end == dt.date.fromisoformat(end)
+
+
+def test_the_default_window_starts_today_in_the_program_time_zone() -> None:
+    p = ComputationParams.model_validate({})
+    assert (p.start_date, p.end_date) == (None, None)  # resolved when the task runs
+    w = p.window(dt.date(2025, 3, 1))
+    assert (w.start, w.end) == (dt.date(2025, 3, 1), dt.date(2025, 5, 30))
+    late = ComputationParams.model_validate({"end_date": "2025-01-01"})
+    with pytest.raises(ValueError, match=r"end_date \(2025-01-01\) is before start_date "
+                                         r"\(2025-03-01\)"):
+        late.window(dt.date(2025, 3, 1))
 
 
 def test_generated_program_fairness_matches_pairwise_gini(program_is) -> None:  # type: ignore[no-untyped-def]

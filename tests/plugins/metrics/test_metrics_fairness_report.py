@@ -9,6 +9,7 @@ from metrics_programs import D0, asg, day, make_program, make_run, three_person_
 
 from taskbroker.plugins.metrics import TASK_TYPES, data
 from taskbroker.plugins.metrics.fairness_report import least_squares_slope, trend
+from taskbroker.schedule.program import Absence
 from taskbroker.testing import run_handler
 
 REPORT = {t.name: t for t in TASK_TYPES}["metrics_fairness_report"]
@@ -61,6 +62,23 @@ def test_constant_schedule_is_stable_without_anomalies(monkeypatch: pytest.Monke
     assert result["anomalies"] == []
     assert result["recommendations"] == [
         "Fairness is within target every week; no action needed."]
+
+
+def test_leave_in_one_week_does_not_drop_a_person_from_another(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # R1 works 40 h in each of two weeks; R2 works nothing: free in week 1, on approved leave
+    # all of week 2.  Week 1 counts R2 (available, unloaded): pgy1 {R1: 40, R2: 0} has
+    # G = 2 (1*0 + 2*40) / (2 * 40) - 3/2 = 0.5, F (faculty, alone) 1, so the program value is
+    # (1 * 1 + 2 * 0.5) / 3 = 2/3.  Week 2 leaves R2 out (away the whole week): 1.0.  (The old
+    # code counted R2's 7 leave days of the whole period against week 1 as well: 1.0, 1.0.)
+    work = [asg("R1", day(7 * w + k), "AM", 8) for w in range(2) for k in range(5)]
+    leave = Absence(person="R2", start=day(7), end=day(13), type="vacation")
+    monkeypatch.setattr(data, "load_program",
+                        lambda: make_program([make_run("r", work)], absences=[leave]))
+    result, _ = run_handler(REPORT, {"weeks_back": 2, "end_date": day(13).isoformat()})
+    assert [w["value"] for w in result["weekly"]] == pytest.approx([2 / 3, 1.0], abs=1e-4)
+    assert result["weekly"][0]["cohorts"]["pgy1"]["people"] == 2
+    assert result["weekly"][1]["cohorts"]["pgy1"]["people"] == 1
 
 
 def test_default_end_is_today(fixed_today, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

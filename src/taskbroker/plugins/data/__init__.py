@@ -3,10 +3,11 @@ commands that load, generate and export it.
 
 The schedule domain (:mod:`taskbroker.schedule`) takes its database engine from its caller;
 this plugin is that caller for the built-in task types: :func:`schedule_store` is the store on
-the database the settings name (the ledger's, by default), one per process.  It registers no
-task types, only the ``data`` command group, through the same
-``taskbroker_register_commands`` hook a third-party plugin uses (``tryfirst``, so other
-plugins can add subcommands to the group: the metrics plugin adds ``data snapshots``).
+the database the settings name (the ledger's, by default), one per process.  It registers one
+read-only task type, ``schedule_runs`` (the runs over MCP), and the ``data`` command group,
+through the same ``taskbroker_register_commands`` hook a third-party plugin uses
+(``tryfirst``, so other plugins can add subcommands to the group: the metrics plugin adds
+``data snapshots``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["configure_database", "data_group", "schedule_engine", "schedule_store",
            "taskbroker_configure", "taskbroker_register_commands",
-           "taskbroker_register_migrations"]
+           "taskbroker_register_migrations", "taskbroker_register_task_types"]
 
 _lock = threading.Lock()
 _url: str | None = None
@@ -90,6 +91,21 @@ def taskbroker_configure(settings: Any) -> None:
 def taskbroker_register_migrations(register: Any) -> None:
     """The schedule tables' revisions (version table ``taskbroker_schema_schedule``)."""
     register("schedule", Path(__file__).resolve().parent / "migrations")
+
+
+@hookimpl
+def taskbroker_register_task_types(register: Any) -> None:
+    """``schedule_runs``: the program's schedule runs over MCP (read-only, any user)."""
+    from taskbroker import TaskType
+    from taskbroker.plugins.data import runs
+
+    register(TaskType(
+        name="schedule_runs",
+        description="List the schedule runs (ids, creation time, status, assignments, first "
+        "and last date, which one is current), newest first: the run ids "
+        "metrics_version_diff compares.",
+        run=runs.run, params=runs.ScheduleRunsParams, estimated_duration="a few seconds",
+        soft_time_limit=60, time_limit=90))
 
 
 @hookimpl(tryfirst=True)

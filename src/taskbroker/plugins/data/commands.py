@@ -86,12 +86,8 @@ def data_export(output: Path | None) -> None:
 
 @data.command("runs")
 def data_runs() -> None:
-    """List the schedule runs (id, created_at, status, assignments), newest first; the
+    """List the schedule runs (id, created_at, status, assignments, dates), newest first; the
     current schedule is the newest successful one."""
-    program = _store().load_program()
-    current = program.current_run()
-    rows = [{"id": r.id, "created_at": r.created_at.isoformat(), "status": r.status,
-             "assignments": len(r.assignments),
-             "current": current is not None and r.id == current.id}
-            for r in sorted(program.runs, key=lambda r: r.created_at, reverse=True)]
-    click.echo(json.dumps(rows, indent=2))
+    from taskbroker.plugins.data.runs import run_summaries
+
+    click.echo(json.dumps(run_summaries(_store().load_program()), indent=2))

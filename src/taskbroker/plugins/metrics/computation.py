@@ -107,9 +107,9 @@ def analyze(
 
 def run(params: ComputationParams, ctx: TaskContext) -> dict[str, Any]:
     """Handler of ``metrics_computation``."""
-    window = params.window()
     ctx.progress(0, "loading schedule")
     program = data.load_program()
+    window = params.window(data.today(program))
     ctx.raise_if_cancelled()
     analysis = analyze(program, window, tick=ctx.raise_if_cancelled, progress=ctx.progress)
     ctx.progress(100, "done")

@@ -23,6 +23,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def today() -> dt.date:
-    """Today's date in UTC (the default anchor of metric windows)."""
-    return utcnow().date()
+def today(program: Program) -> dt.date:
+    """Today in the program's time zone (the default anchor of metric windows, the same
+    "today" as the resilience task types')."""
+    return program.program.today(utcnow())

@@ -135,9 +135,9 @@ def fairness_report(
 
 def run(params: FairnessReportParams, ctx: TaskContext) -> dict[str, Any]:
     """Handler of ``metrics_fairness_report``."""
-    end = params.end_date or data.today()
     ctx.progress(0, "loading schedule")
     program = data.load_program()
+    end = params.end_date or data.today(program)
     ctx.raise_if_cancelled()
     body = fairness_report(program, end, params.weeks_back, tick=ctx.raise_if_cancelled,
                            progress=ctx.progress)

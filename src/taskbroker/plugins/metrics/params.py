@@ -7,7 +7,6 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from taskbroker.plugins.data.params import ScheduleDate
-from taskbroker.plugins.metrics import data
 from taskbroker.plugins.metrics.workload import Window
 
 __all__ = [
@@ -37,37 +36,39 @@ class ComputationParams(_Params):
     """``metrics_computation``: the inclusive date window to analyse (at most 2 years)."""
 
     start_date: ScheduleDate | None = Field(
-        default=None, validate_default=True,
-        description="First day analysed (YYYY-MM-DD); default today (UTC).")
+        default=None,
+        description="First day analysed (YYYY-MM-DD); default today in the program's time "
+        "zone.")
     end_date: ScheduleDate | None = Field(
-        default=None, validate_default=True,
+        default=None,
         description="Last day analysed, inclusive; default start_date + 90 days. Not before "
         "start_date and at most 2 years after it.")
-
-    @field_validator("start_date")
-    @classmethod
-    def _default_start(cls, value: dt.date | None) -> dt.date:
-        return value or data.today()
 
     @field_validator("end_date")
     @classmethod
     def _check_end(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
         start = info.data.get("start_date")
-        if start is None:  # start_date itself was invalid and is reported on its own
+        if start is None or value is None:  # checked by window() once "today" is known
             return value
-        end = value or start + dt.timedelta(days=DEFAULT_WINDOW_DAYS)
-        if end < start:
-            raise ValueError(f"end_date ({end}) is before start_date ({start})")
-        if end > _two_years_after(start):
-            raise ValueError(
-                f"end_date ({end}) is more than 2 years after start_date ({start}); "
-                f"the window may end at most on {_two_years_after(start)}")
-        return end
+        return _checked_end(start, value)
 
-    def window(self) -> Window:
-        """The validated window."""
-        assert self.start_date is not None and self.end_date is not None
-        return Window(self.start_date, self.end_date)
+    def window(self, today: dt.date) -> Window:
+        """The window: ``start_date`` (default ``today``, the program's) .. ``end_date``
+        (default 90 days later); ValueError naming the fields when it is not a window."""
+        start = self.start_date or today
+        end = self.end_date or start + dt.timedelta(days=DEFAULT_WINDOW_DAYS)
+        return Window(start, _checked_end(start, end))
+
+
+def _checked_end(start: dt.date, end: dt.date) -> dt.date:
+    """``end`` when start..end is an accepted window, else ValueError naming the fields."""
+    if end < start:
+        raise ValueError(f"end_date ({end}) is before start_date ({start})")
+    if end > _two_years_after(start):
+        raise ValueError(
+            f"end_date ({end}) is more than 2 years after start_date ({start}); "
+            f"the window may end at most on {_two_years_after(start)}")
+    return end
 
 
 class SnapshotParams(_Params):
@@ -89,7 +90,8 @@ class FairnessReportParams(_Params):
 
     weeks_back: int = Field(default=12, ge=1, le=104, description="Number of 7-day weeks.")
     end_date: ScheduleDate | None = Field(
-        default=None, description="Last day of the last week (default today, UTC).")
+        default=None,
+        description="Last day of the last week (default today in the program's time zone).")
 
 
 class VersionDiffParams(_Params):

@@ -161,10 +161,10 @@ def get_snapshot(snapshot_id: str, *, engine: Engine | None = None) -> dict[str,
 
 def run(params: SnapshotParams, ctx: TaskContext) -> dict[str, Any]:
     """Handler of ``metrics_snapshot``: analyse today .. today + period_days and store it."""
-    start = data.today()
-    window = Window(start, start + dt.timedelta(days=params.period_days))
     ctx.progress(0, "loading schedule")
     program = data.load_program()
+    start = data.today(program)
+    window = Window(start, start + dt.timedelta(days=params.period_days))
     ctx.raise_if_cancelled()
     analysis = analyze(program, window, tick=ctx.raise_if_cancelled,
                        progress=lambda pct, msg: ctx.progress(pct * 0.9, msg))

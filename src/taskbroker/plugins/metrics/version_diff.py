@@ -33,10 +33,10 @@ SIGNIFICANCE = {"fairness": 0.05, "coverage": 5.0, "compliance": 5.0}
 SIGNIFICANT_CHURN = 0.10
 
 
-def _span(*runs: Iterable[Assignment]) -> Window:
+def _span(program: Program, *runs: Iterable[Assignment]) -> Window:
     dates = [a.date for r in runs for a in r]
     if not dates:
-        today = data.today()
+        today = data.today(program)
         return Window(today, today)
     return Window(min(dates), max(dates))
 
@@ -51,7 +51,7 @@ def compare_runs(program: Program, run_id_1: str, run_id_2: str,
     diff = diff_assignments(r1.assignments, r2.assignments)
     if tick:
         tick()
-    window = _span(r1.assignments, r2.assignments)
+    window = _span(program, r1.assignments, r2.assignments)
     m1 = compute_metrics(program, r1, window, tick=tick, progress=progress, base=20, span=35)
     m2 = compute_metrics(program, r2, window, tick=tick, progress=progress, base=55, span=35)
     deltas: dict[str, Any] = {}

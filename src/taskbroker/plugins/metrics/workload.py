@@ -78,11 +78,16 @@ def available_people(
 
     A person absent every day of the window cannot be given work, so a zero load says
     nothing about fairness; anyone else with zero hours counts as an unloaded member.
+    ``absences`` may cover more than ``window`` (a report's weeks share the absences of its
+    whole period): only the days inside ``window`` count.
     """
-    return [
-        p for p in program.people
-        if loads.get(p.id, 0.0) > 0 or len(absences.get(p.id, ())) < window.days
-    ]
+    def away_all_window(person_id: str) -> bool:
+        # only the absence days inside this window count (absences may cover a longer one)
+        days = absences.get(person_id, ())
+        return sum(1 for d in days if window.start <= d <= window.end) >= window.days
+
+    return [p for p in program.people
+            if loads.get(p.id, 0.0) > 0 or not away_all_window(p.id)]
 
 
 def hours_by_person(assignments: Iterable[Assignment]) -> dict[str, float]:

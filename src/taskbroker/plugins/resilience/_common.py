@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,14 +64,8 @@ class HealthParams(BaseModel):
 
 
 def window_start(start: dt.date | None, program: Program) -> dt.date:
-    """``start``, or today in the program's time zone (UTC when the zone is unknown)."""
-    if start is not None:
-        return start
-    try:
-        zone: dt.tzinfo = ZoneInfo(program.program.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = dt.UTC
-    return dt.datetime.now(zone).date()
+    """``start``, or today in the program's time zone."""
+    return start if start is not None else program.program.today()
 
 
 def require_schedule(program: Program) -> None:
