@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from taskbroker.schedule.program import Program
 from taskbroker.schedule.staffing import StaffingModel
 
-__all__ = ["LEVELS", "DayUtilization", "high_risk_periods", "level_for", "utilization_by_day"]
+__all__ = ["LEVELS", "NO_DATA", "DayUtilization", "high_risk_periods", "level_for",
+           "mark_days_without_data", "utilization_by_day"]
 
 LEVELS: tuple[tuple[Fraction, str], ...] = (
     (Fraction(70, 100), "GREEN"),
@@ -26,6 +28,8 @@ LEVELS: tuple[tuple[Fraction, str], ...] = (
     (Fraction(95, 100), "RED"),
 )
 HIGH_RISK = frozenset({"RED", "BLACK"})
+#: the level of a day the schedule has no data for (never GREEN: nothing is known)
+NO_DATA = "NO_DATA"
 
 
 def level_for(required: int | Fraction, available: int | Fraction) -> str:
@@ -57,9 +61,10 @@ class DayUtilization:
         return self.required / self.available
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready form."""
+        """JSON-ready form (utilization null when infinite or unknown)."""
         u = self.utilization
-        return {"date": self.date.isoformat(), "utilization": round(u, 4) if u != float("inf")
+        known = u != float("inf") and self.level != NO_DATA
+        return {"date": self.date.isoformat(), "utilization": round(u, 4) if known
                 else None, "level": self.level, "required_half_days": self.required,
                 "available_half_days": self.available, "absent_faculty": self.absent_faculty}
 
@@ -77,6 +82,12 @@ def utilization_by_day(model: StaffingModel) -> list[DayUtilization]:
         out.append(DayUtilization(day, required[day], available,
                                   level_for(required[day], available), total - present))
     return out
+
+
+def mark_days_without_data(days: list[DayUtilization],
+                           has_data: Callable[[dt.date], bool]) -> list[DayUtilization]:
+    """``days`` with the level of every day without schedule data set to :data:`NO_DATA`."""
+    return [d if has_data(d.date) else replace(d, level=NO_DATA) for d in days]
 
 
 def high_risk_periods(

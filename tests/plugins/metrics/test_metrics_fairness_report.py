@@ -49,6 +49,10 @@ def test_declining_trend_and_anomalies(monkeypatch: pytest.MonkeyPatch) -> None:
         (5, "warning"), (6, "critical")]
     recs = " ".join(result["recommendations"])
     assert "declining" in recs and "R1 (40.0 h)" in recs and "R2 (5.0 h)" in recs
+    # the two weeks before the schedule are reported as unassessed, in a testable field
+    assert "2 of 6 weeks have no assignments (weeks 1, 2)" in result["warnings"]
+    assert result["data_coverage"]["days_without_data"] == 14 + 2  # 2 weeks + the last weekend
+    assert "2 of 6 week(s) have no assignments and were not assessed" in recs
     assert sink.reports[-1][0] == 100
 
 

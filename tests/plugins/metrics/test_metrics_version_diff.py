@@ -94,6 +94,39 @@ def test_improved_when_reversed_edit_only_helps(monkeypatch: pytest.MonkeyPatch)
     assert result["summary"]["improved"] is True
 
 
+def test_an_empty_run_is_never_improved(monkeypatch: pytest.MonkeyPatch) -> None:
+    # B has no assignments: its coverage of zero required slots would read 100 % (an
+    # "improvement" over A's 2/3); it is not comparable instead
+    program = make_program([make_run("A", RUN_A, hours_ago=1), make_run("B", [])])
+    monkeypatch.setattr(data, "load_program", lambda: program)
+    result, _ = run_handler(DIFF, {"run_id_1": "A", "run_id_2": "B"})
+    assert result["summary"]["improved"] is False and result["summary"]["comparable"] is False
+    assert {d["direction"] for d in result["metric_deltas"].values()} == {"not comparable"}
+    assert result["warnings"] == ["run B has no assignments in the compared period: its "
+                                  "metrics are not comparable"]
+
+
+def test_metrics_over_a_window_without_data_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskbroker.plugins.metrics.computation import NO_DATA_STATUS
+
+    computation = {t.name: t for t in TASK_TYPES}["metrics_computation"]
+    program = make_program([make_run("A", RUN_A)])
+    monkeypatch.setattr(data, "load_program", lambda: program)
+    later = day(100).isoformat()
+    result, _ = run_handler(computation, {"start_date": later, "end_date": later})
+    analysis = result["schedule_analysis"]
+    assert {m["status"] for m in analysis["metrics"].values()} == {NO_DATA_STATUS}
+    assert analysis["data_coverage"]["days_with_data"] == 0
+    assert analysis["warnings"][0].startswith("no schedule data in the window")
+    half, _ = run_handler(computation, {"start_date": D0.isoformat(),
+                                        "end_date": day(3).isoformat()})
+    cov = half["schedule_analysis"]["data_coverage"]
+    assert (cov["days_with_data"], cov["days_without_data"]) == (2, 2)
+    assert "no schedule data for 2 of 4 days" in half["schedule_analysis"]["warnings"][0]
+    statuses = {m["status"] for m in half["schedule_analysis"]["metrics"].values()}
+    assert NO_DATA_STATUS not in statuses
+
+
 @pytest.mark.parametrize("params,missing", [({"run_id_1": "nope", "run_id_2": "B"}, "nope"),
                                             ({"run_id_1": "A", "run_id_2": "gone"}, "gone")])
 def test_missing_run_id_is_a_value_error_naming_it(two_runs: None, params: dict,

@@ -233,3 +233,50 @@ def test_window_defaults_to_today_in_the_program_time_zone(tmp_path) -> None:
     tt = {t.name: t for t in task_types(s)}["resilience_utilization_forecast"]
     result, _ = run_handler(tt, {"days_ahead": 3})
     assert result["period"]["start"] == window_start(None, program).isoformat()
+
+
+# --- days without schedule data (the generated program covers START .. START + 20) ----------
+
+
+def test_utilization_past_the_schedule_is_no_data_not_green(types) -> None:
+    result, _ = run_handler(types["resilience_utilization_forecast"],
+                            {"start_date": (START + dt.timedelta(days=14)).isoformat(),
+                             "days_ahead": 14})
+    levels = [d["level"] for d in result["days"]]
+    # 7 days with data (START+14 .. START+20), then 7 past the schedule
+    assert levels[7:] == ["NO_DATA"] * 7 and "NO_DATA" not in levels[:7]
+    assert all(d["utilization"] is None for d in result["days"][7:])
+    assert result["level_counts"]["NO_DATA"] == 7
+    known = [d["utilization"] for d in result["days"][:7]]
+    assert result["max_utilization"] == max(known)
+    assert result["average_utilization"] == pytest.approx(sum(known) / 7, abs=1e-4)
+    cov = result["data_coverage"]
+    assert (cov["days_with_data"], cov["days_without_data"], cov["complete"]) == (7, 7, False)
+    assert cov["missing"] == [{"start": (START + dt.timedelta(days=21)).isoformat(),
+                               "end": (START + dt.timedelta(days=27)).isoformat(), "days": 7}]
+    assert len(result["warnings"]) == 1 and "7 of 14 days" in result["warnings"][0]
+    full, _ = run_handler(types["resilience_utilization_forecast"],
+                          {"start_date": START.isoformat(), "days_ahead": 21})
+    assert full["warnings"] == [] and full["data_coverage"]["complete"]
+
+
+def test_contingency_over_no_data_passes_nothing_and_advises_loading(types) -> None:
+    result, _ = run_handler(types["resilience_contingency"],
+                            {"start_date": (START + dt.timedelta(days=60)).isoformat(),
+                             "days_ahead": 7})
+    assert result["blocks_analysed"] == 0
+    assert result["n1_pass"] is None and result["n2_pass"] is None
+    assert not any(r.startswith("No action needed") for r in result["recommendations"])
+    assert result["recommendations"][0].startswith("No schedule data in the window")
+    assert result["warnings"][0].startswith("no schedule data in the window")
+
+
+def test_health_is_never_healthy_over_missing_days(types) -> None:
+    partial, _ = run_handler(types["resilience_health_check"],
+                             {"start_date": (START + dt.timedelta(days=18)).isoformat()})
+    assert partial["status"] != "healthy" and partial["data_coverage"]["days_with_data"] == 3
+    assert any("No schedule data for 4 of the next 7 days" in a for a in partial["actions"])
+    none, _ = run_handler(types["resilience_health_check"],
+                          {"start_date": (START + dt.timedelta(days=60)).isoformat()})
+    assert none["status"] == "unknown" and none["utilization"]["max"] is None
+    assert "No action needed." not in none["actions"]

@@ -18,14 +18,17 @@ from taskbroker.plugins.metrics.workload import (
     window_assignments,
     workload_summary,
 )
+from taskbroker.schedule.coverage import data_coverage
 from taskbroker.schedule.program import Program, Run
 
-__all__ = ["STABILITY_LEVELS", "analyze", "compute_metrics", "previous_run", "run",
-           "stability"]
+__all__ = ["NO_DATA_STATUS", "STABILITY_LEVELS", "analyze", "compute_metrics", "previous_run",
+           "run", "stability"]
 
 Progress = Callable[[float, str], None]
 Tick = Callable[[], None]
 
+#: the status of a metric computed over a window the schedule has no data for
+NO_DATA_STATUS = "no_data"
 STABILITY_LEVELS = {"stable": "churn_rate < 0.10", "moderate": "0.10 <= churn_rate < 0.25",
                     "unstable": "churn_rate >= 0.25"}
 
@@ -67,8 +70,14 @@ def compute_metrics(
     compliance = compliance_metric(program, window, assignments, tick)
     progress(base + 0.85 * span, "workload")
     workload = workload_summary(program, window, assignments, absences)
-    return {"metrics": {"fairness": fairness, "coverage": coverage, "compliance": compliance},
-            "workload": workload}
+    metrics = {"fairness": fairness, "coverage": coverage, "compliance": compliance}
+    covered = data_coverage(run_.assignments if run_ else (), window.start, window.end)
+    if not covered.with_data:
+        # computed over no schedule at all: the values are vacuous, their statuses say so
+        for metric in metrics.values():
+            metric["status"] = NO_DATA_STATUS
+    return {"metrics": metrics, "workload": workload, "data_coverage": covered.as_dict(),
+            "warnings": covered.warnings()}
 
 
 def stability(program: Program, run_: Run, window: Window) -> dict[str, Any]:

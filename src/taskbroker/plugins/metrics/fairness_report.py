@@ -21,6 +21,7 @@ from taskbroker.plugins.metrics.fairness import cohort_fairness
 from taskbroker.plugins.metrics.params import FairnessReportParams
 from taskbroker.plugins.metrics.thresholds import FAIRNESS
 from taskbroker.plugins.metrics.workload import Window, absent_days, window_assignments
+from taskbroker.schedule.coverage import data_coverage
 from taskbroker.schedule.program import Program
 
 __all__ = ["TREND_THRESHOLD", "fairness_report", "least_squares_slope", "run", "trend"]
@@ -74,6 +75,11 @@ def _recommendations(weeks: list[dict[str, Any]], tr: dict[str, Any],
             f"{len(anomalies)} week(s) below the warning threshold {FAIRNESS.warning_below}; "
             f"worst is the week of {worst['start_date']} ({worst['value']:.3f}), cohort "
             f"{cohort}: move hours from {most} to {least}.")
+    empty = sum(1 for w in weeks if w["value"] is None)
+    if empty:
+        recs.append(f"{empty} of {len(weeks)} week(s) have no assignments and were not "
+                    "assessed: choose end_date and weeks_back within the schedule, or load "
+                    "the schedule for those weeks.")
     if not recs:
         recs.append("Fairness is within target every week; no action needed.")
     return recs
@@ -118,9 +124,16 @@ def fairness_report(
                  for w in weeks if w["value"] is not None and w["value"] < FAIRNESS.warning_below]
     overall = cohort_fairness(program, whole, assignments, absences)
     valued = [w["value"] for w in weeks if w["value"] is not None]
+    covered = data_coverage(run_.assignments, whole.start, whole.end)
+    empty = [w["week"] for w in weeks if w["value"] is None]
+    warnings = covered.warnings() + ([f"{len(empty)} of {weeks_back} weeks have no "
+                                      f"assignments (weeks {', '.join(map(str, empty))})"]
+                                     if empty else [])
     return {
         "run_id": run_.id,
         "period": whole.as_dict(),
+        "data_coverage": covered.as_dict(),
+        "warnings": warnings,
         "weeks_back": weeks_back,
         "weekly": weeks,
         "overall_fairness": round(overall.value, 4),

@@ -56,11 +56,18 @@ def compare_runs(program: Program, run_id_1: str, run_id_2: str,
     m2 = compute_metrics(program, r2, window, tick=tick, progress=progress, base=55, span=35)
     deltas: dict[str, Any] = {}
     improved_any = declined_any = significant = False
+    # a run with no assignments in the window has vacuous metrics (coverage of zero slots is
+    # 100 %): nothing is compared with it, and it is never "improved"
+    empty = [rid for rid, m in ((r1.id, m1), (r2.id, m2))
+             if not m["data_coverage"]["days_with_data"]]
+    warnings = [f"run {rid} has no assignments in the compared period: its metrics are not "
+                "comparable" for rid in empty]
     for name in ("fairness", "coverage", "compliance"):
         before = m1["metrics"][name]["value"]
         after = m2["metrics"][name]["value"]
         delta = round(after - before, 4)
-        direction = ("improved" if delta > TOLERANCE[name]
+        direction = ("not comparable" if empty
+                     else "improved" if delta > TOLERANCE[name]
                      else "declined" if delta < -TOLERANCE[name] else "unchanged")
         improved_any |= direction == "improved"
         declined_any |= direction == "declined"
@@ -73,13 +80,15 @@ def compare_runs(program: Program, run_id_1: str, run_id_2: str,
         "run_id_1": r1.id,
         "run_id_2": r2.id,
         "period": window.as_dict(),
+        "warnings": warnings,
         "changes": {**diff.as_dict(),
                     "definition": "per (person, date, half): added = only in run 2, removed = "
                     "only in run 1, changed = in both with a different service or hours"},
         "per_person_churn": diff.per_person(),
         "metric_deltas": deltas,
         "summary": {
-            "improved": improved_any and not declined_any,
+            "improved": improved_any and not declined_any and not empty,
+            "comparable": not empty,
             "significant_change": significant,
             "churn_rate": round(diff.churn_rate, 4),
             "rules": {

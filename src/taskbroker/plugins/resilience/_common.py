@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from taskbroker.core.contract.tasktype import TaskContext
 from taskbroker.plugins.data import schedule_store
 from taskbroker.plugins.data.params import ScheduleDate
+from taskbroker.schedule.coverage import DataCoverage, data_coverage
 from taskbroker.schedule.program import Program
 from taskbroker.schedule.staffing import StaffingModel, build_model
 from taskbroker.schedule.store import ScheduleStore
@@ -26,6 +27,7 @@ __all__ = [
     "require_schedule",
     "resolve_store",
     "stepper",
+    "window_coverage",
     "window_start",
 ]
 
@@ -96,6 +98,13 @@ def load_window(params: DaysAheadParams, ctx: TaskContext, store: ScheduleStore 
     model = build_model(program, start, params.days_ahead)
     ctx.raise_if_cancelled()
     return program, start, model
+
+
+def window_coverage(program: Program, start: dt.date, days: int) -> DataCoverage:
+    """Which days of the window the current schedule run covers."""
+    current = program.current_run()
+    return data_coverage(current.assignments if current else (), start,
+                         start + dt.timedelta(days=days - 1))
 
 
 def now_iso() -> str:

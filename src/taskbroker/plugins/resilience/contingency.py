@@ -12,6 +12,7 @@ from taskbroker.plugins.resilience._common import (
     now_iso,
     period,
     stepper,
+    window_coverage,
 )
 from taskbroker.schedule.contingency import ContingencyResult, analyse
 from taskbroker.schedule.program import Program
@@ -91,8 +92,28 @@ def run(params: DaysAheadParams, ctx: TaskContext, *,
         store: ScheduleStore | None = None) -> dict[str, Any]:
     """Run N-1 and N-2 over ``params.days_ahead`` days of the current schedule."""
     program, start, model = load_window(params, ctx, store, model_progress=10)
+    coverage = window_coverage(program, start, params.days_ahead)
     result = analyse(model, on_block=stepper(ctx, 15, 90, "analysing blocks (N-1, N-2)"))
     current = program.current_run()
     ctx.progress(95, "summarising")
+    summary = summarize(result, program)
+    if not coverage.with_data:
+        # nothing was analysed: no pass, no "no action needed"
+        summary.update(n1_pass=None, n2_pass=None, recommendations=[
+            "No schedule data in the window: nothing was analysed. Load a schedule that "
+            "covers it (taskbroker data load), or choose start_date and days_ahead within "
+            f"the loaded schedule ({_loaded_span(program)})."])
+    elif not coverage.complete:
+        summary["recommendations"] = [r for r in summary["recommendations"]
+                                      if not r.startswith("No action needed")] + [
+            f"{coverage.requested_days - coverage.days_with_data} day(s) of the window have no "
+            "schedule data and were not analysed: load the schedule for them."]
     return {"timestamp": now_iso(), "period": period(start, params.days_ahead),
-            "run_id": current.id if current else None, **summarize(result, program)}
+            "data_coverage": coverage.as_dict(), "warnings": coverage.warnings(),
+            "run_id": current.id if current else None, **summary}
+
+
+def _loaded_span(program: Program) -> str:
+    current = program.current_run()
+    dates = [a.date for a in current.assignments] if current else []
+    return f"{min(dates)}..{max(dates)}" if dates else "none loaded"

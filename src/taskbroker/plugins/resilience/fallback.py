@@ -12,6 +12,7 @@ from taskbroker.plugins.resilience._common import (
     period,
     require_schedule,
     resolve_store,
+    window_coverage,
     window_start,
 )
 from taskbroker.schedule.contingency import analyse
@@ -73,9 +74,13 @@ def run(params: DaysAheadParams, ctx: TaskContext, *,
             "fallback_id": saved["id"],
         })
     ctx.progress(100, "done")
+    coverage = window_coverage(program, start, days)
     return {
         "timestamp": now_iso(),
         "period": period(start, days),
+        "data_coverage": coverage.as_dict(),
+        # coverage rates only speak for the days with schedule data
+        "warnings": coverage.warnings(),
         "run_id": current.id if current else None,
         "scenarios_computed": len(computed),
         "scenarios_failed": len(failed),

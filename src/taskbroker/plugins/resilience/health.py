@@ -5,7 +5,9 @@ Status is the worst of these signals (healthy < warning < degraded < critical < 
 * utilization: ORANGE -> warning, RED -> degraded, BLACK -> critical (GREEN/YELLOW: healthy);
 * N-1: any vulnerability -> warning;
 * unstaffed slots: any -> degraded, 10 % of slots or more -> critical;
-* crisis: minor -> warning, moderate -> degraded, severe -> critical, critical -> emergency.
+* crisis: minor -> warning, moderate -> degraded, severe -> critical, critical -> emergency;
+* days without schedule data -> at least warning (their health is unknown); with no data on
+  any of the 7 days the status is ``unknown`` (nothing was assessed).
 
 The defense level is that of the status (healthy 1 ... emergency 5) or of the active crisis,
 whichever is higher.
@@ -23,12 +25,13 @@ from taskbroker.plugins.resilience._common import (
     period,
     require_schedule,
     resolve_store,
+    window_coverage,
     window_start,
 )
 from taskbroker.schedule.contingency import analyse
 from taskbroker.schedule.staffing import build_model, uncovered_slots
 from taskbroker.schedule.store import ScheduleStore
-from taskbroker.schedule.utilization import utilization_by_day
+from taskbroker.schedule.utilization import NO_DATA, mark_days_without_data, utilization_by_day
 
 __all__ = ["STATUSES", "run"]
 
@@ -49,8 +52,9 @@ def run(params: HealthParams, ctx: TaskContext, *,
     start = window_start(params.start_date, program)
     ctx.raise_if_cancelled()
     model = build_model(program, start, WINDOW_DAYS)
+    coverage = window_coverage(program, start, WINDOW_DAYS)
     ctx.progress(20, "utilization")
-    days = utilization_by_day(model)
+    days = mark_days_without_data(utilization_by_day(model), coverage.has)
     ctx.raise_if_cancelled()
     ctx.progress(40, "N-1 analysis")
     n1 = analyse(model, n2=False, on_block=lambda d, t: ctx.raise_if_cancelled())
@@ -65,11 +69,18 @@ def run(params: HealthParams, ctx: TaskContext, *,
     crisis = st.active_crisis()
     ctx.progress(90, "assessing")
 
-    worst = max((d.level for d in days), key=_LEVEL_ORDER.index, default="GREEN")
-    rank = _UTIL_RANK[worst]
+    known = [d for d in days if d.level != NO_DATA]
+    worst = max((d.level for d in known), key=_LEVEL_ORDER.index, default=None)
+    rank = _UTIL_RANK[worst] if worst else 0
     actions: list[str] = []
-    if rank:
-        hot = [d.date.isoformat() for d in days if _UTIL_RANK[d.level] >= rank]
+    if not coverage.complete:
+        # days nobody is scheduled for are a risk in themselves, never "healthy"
+        rank = max(rank, 1)
+        missing = coverage.requested_days - coverage.days_with_data
+        actions.append(f"No schedule data for {missing} of the next {WINDOW_DAYS} days: their "
+                       "health is unknown; load the schedule for them.")
+    if worst and _UTIL_RANK[worst]:
+        hot = [d.date.isoformat() for d in known if _UTIL_RANK[d.level] >= _UTIL_RANK[worst]]
         actions.append(f"Utilization reaches {worst} on {', '.join(hot)}: defer leave and "
                        "non-clinical time on those days.")
     if n1.n1:
@@ -87,16 +98,18 @@ def run(params: HealthParams, ctx: TaskContext, *,
     if not actions:
         actions.append("No action needed.")
     level = max(rank + 1, crisis["defense_level"] if crisis else 1)
-    utils = [d.utilization for d in days if d.utilization != float("inf")]
+    utils = [d.utilization for d in known if d.utilization != float("inf")]
     return {
         "timestamp": now_iso(),
-        "status": STATUSES[rank],
+        "status": STATUSES[rank] if known else "unknown",
         "period": period(start, WINDOW_DAYS),
+        "data_coverage": coverage.as_dict(),
+        "warnings": coverage.warnings(),
         "defense_level": level,
         "defense_level_name": DEFENSE_LEVELS[level],
         "utilization": {
-            "average": round(sum(utils) / len(utils), 4) if utils else 0.0,
-            "max": round(max(utils), 4) if utils else 0.0,
+            "average": round(sum(utils) / len(utils), 4) if utils else None,
+            "max": round(max(utils), 4) if utils else None,
             "max_level": worst,
             "days": [d.as_dict() for d in days],
         },

@@ -11,9 +11,16 @@ from taskbroker.plugins.resilience._common import (
     load_window,
     now_iso,
     period,
+    window_coverage,
 )
 from taskbroker.schedule.store import ScheduleStore
-from taskbroker.schedule.utilization import HIGH_RISK, high_risk_periods, utilization_by_day
+from taskbroker.schedule.utilization import (
+    HIGH_RISK,
+    NO_DATA,
+    high_risk_periods,
+    mark_days_without_data,
+    utilization_by_day,
+)
 
 __all__ = ["run"]
 
@@ -22,21 +29,26 @@ def run(params: DaysAheadParams, ctx: TaskContext, *,
         store: ScheduleStore | None = None) -> dict[str, Any]:
     """Forecast faculty utilization for ``params.days_ahead`` days with approved absences."""
     program, start, model = load_window(params, ctx, store, model_progress=30)
+    coverage = window_coverage(program, start, params.days_ahead)
     ctx.progress(60, "computing utilization")
-    days = utilization_by_day(model)
+    days = mark_days_without_data(utilization_by_day(model), coverage.has)
     ctx.raise_if_cancelled()
     ctx.progress(85, "finding high-risk periods")
     levels = Counter(d.level for d in days)
-    utils = [d.utilization for d in days if d.utilization != float("inf")]
+    # averages and maxima over the days with data only (a day without data is unknown, not 0)
+    utils = [d.utilization for d in days
+             if d.level != NO_DATA and d.utilization != float("inf")]
     high = [d.as_dict() for d in days if d.level in HIGH_RISK]
     return {
         "timestamp": now_iso(),
         "period": period(start, params.days_ahead),
+        "data_coverage": coverage.as_dict(),
+        "warnings": coverage.warnings(),
         "total_faculty": len(model.faculty),
-        "average_utilization": round(sum(utils) / len(utils), 4) if utils else 0.0,
-        "max_utilization": round(max(utils), 4) if utils else 0.0,
+        "average_utilization": round(sum(utils) / len(utils), 4) if utils else None,
+        "max_utilization": round(max(utils), 4) if utils else None,
         "level_counts": {lvl: levels.get(lvl, 0)
-                         for lvl in ("GREEN", "YELLOW", "ORANGE", "RED", "BLACK")},
+                         for lvl in ("GREEN", "YELLOW", "ORANGE", "RED", "BLACK", NO_DATA)},
         "high_risk_days_count": len(high),
         "high_risk_days": high,
         "high_risk_periods": high_risk_periods(days, program, model),
