@@ -33,11 +33,11 @@ def test_five_task_types_with_seed_durations() -> None:
 def test_params_schemas_and_defaults() -> None:
     types = _registered()
     props = {name: set(t.params_schema()["properties"]) for name, t in types.items()}
-    assert props["metrics_computation"] == {"start_date", "end_date"}
+    assert props["metrics_computation"] == {"start_date", "end_date", "detail"}
     assert props["metrics_snapshot"] == {"period_days"}
     assert props["metrics_cleanup"] == {"retention_days"}
     assert props["metrics_fairness_report"] >= {"weeks_back"}
-    assert props["metrics_version_diff"] == {"run_id_1", "run_id_2"}
+    assert props["metrics_version_diff"] == {"run_id_1", "run_id_2", "detail"}
     assert types["metrics_snapshot"].params().period_days == 90  # type: ignore[attr-defined]
     assert types["metrics_cleanup"].params().retention_days == 365  # type: ignore[attr-defined]
     assert types["metrics_fairness_report"].params().weeks_back == 12  # type: ignore[attr-defined]

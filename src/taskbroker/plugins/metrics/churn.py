@@ -68,8 +68,9 @@ class AssignmentDiff:
         rows.sort(key=lambda r: (-r["total"], r["person"]))
         return rows
 
-    def as_dict(self, *, shown: int = 50) -> dict[str, Any]:
-        """Counts, churn and (capped) listings of the edits."""
+    def as_dict(self, *, shown: int | None = 50) -> dict[str, Any]:
+        """Counts, churn and listings of the edits (the first ``shown`` of each kind; None:
+        all of them)."""
         return {
             "added_count": len(self.added),
             "removed_count": len(self.removed),

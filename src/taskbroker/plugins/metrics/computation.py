@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taskbroker.core.contract.tasktype import TaskContext
+from taskbroker.plugins.data.budget import cap
 from taskbroker.plugins.metrics import data
 from taskbroker.plugins.metrics.churn import diff_assignments
 from taskbroker.plugins.metrics.compliance import compliance_metric
@@ -27,6 +28,9 @@ __all__ = ["NO_DATA_STATUS", "STABILITY_LEVELS", "analyze", "compute_metrics", "
 Progress = Callable[[float, str], None]
 Tick = Callable[[], None]
 
+#: with detail="summary": at most this many violations and residents are listed
+VIOLATIONS_SHOWN = 25
+PEOPLE_SHOWN = 100
 #: the status of a metric computed over a window the schedule has no data for
 NO_DATA_STATUS = "no_data"
 STABILITY_LEVELS = {"stable": "churn_rate < 0.10", "moderate": "0.10 <= churn_rate < 0.25",
@@ -55,9 +59,10 @@ def previous_run(program: Program, run_: Run) -> Run | None:
 def compute_metrics(
     program: Program, run_: Run | None, window: Window,
     *, tick: Tick | None = None, progress: Progress = _noop_progress, base: float = 0.0,
-    span: float = 100.0,
+    span: float = 100.0, detail: str = "summary",
 ) -> dict[str, Any]:
-    """The three metrics and the workload summary of ``run_`` within ``window``."""
+    """The three metrics and the workload summary of ``run_`` within ``window`` (long lists
+    cut unless ``detail`` is ``full``)."""
     assignments = window_assignments(run_, window)
     absences = absent_days(program, window)
     progress(base + 0.1 * span, "fairness")
@@ -70,6 +75,10 @@ def compute_metrics(
     compliance = compliance_metric(program, window, assignments, tick)
     progress(base + 0.85 * span, "workload")
     workload = workload_summary(program, window, assignments, absences)
+    cap(compliance["details"], "violations", VIOLATIONS_SHOWN, detail=detail,
+        what="violations (residents in order, then periods)")
+    cap(compliance["details"], "residents_with_violations", PEOPLE_SHOWN, detail=detail,
+        what="residents with violations")
     metrics = {"fairness": fairness, "coverage": coverage, "compliance": compliance}
     covered = data_coverage(run_.assignments if run_ else (), window.start, window.end)
     if not covered.with_data:
@@ -102,11 +111,12 @@ def stability(program: Program, run_: Run, window: Window) -> dict[str, Any]:
 
 def analyze(
     program: Program, window: Window, *, tick: Tick | None = None,
-    progress: Progress = _noop_progress,
+    progress: Progress = _noop_progress, detail: str = "summary",
 ) -> dict[str, Any]:
     """The ``schedule_analysis`` of the current run over ``window``."""
     run_ = current_run_or_error(program)
-    out = compute_metrics(program, run_, window, tick=tick, progress=progress, base=5, span=85)
+    out = compute_metrics(program, run_, window, tick=tick, progress=progress, base=5, span=85,
+                          detail=detail)
     if tick:
         tick()
     progress(92, "stability")
@@ -120,7 +130,8 @@ def run(params: ComputationParams, ctx: TaskContext) -> dict[str, Any]:
     program = data.load_program()
     window = params.window(data.today(program))
     ctx.raise_if_cancelled()
-    analysis = analyze(program, window, tick=ctx.raise_if_cancelled, progress=ctx.progress)
+    analysis = analyze(program, window, tick=ctx.raise_if_cancelled, progress=ctx.progress,
+                       detail=params.detail)
     ctx.progress(100, "done")
     return {"timestamp": data.utcnow().isoformat(), "period": window.as_dict(),
             "schedule_analysis": analysis}

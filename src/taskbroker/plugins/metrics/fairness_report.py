@@ -154,5 +154,13 @@ def run(params: FairnessReportParams, ctx: TaskContext) -> dict[str, Any]:
     ctx.raise_if_cancelled()
     body = fairness_report(program, end, params.weeks_back, tick=ctx.raise_if_cancelled,
                            progress=ctx.progress)
+    if params.detail != "full":
+        # the recommendations and anomalies already name the people: each week keeps its
+        # cohorts' values only
+        for week in body["weekly"]:
+            week["cohorts"] = {k: v["value"] for k, v in week["cohorts"].items()}
+        body["omitted"] = {"weekly[].cohorts": "each week's cohorts are given by their values "
+                           "only; detail='full' adds their sizes, mean hours and most and "
+                           "least loaded people"}
     ctx.progress(100, "done")
     return {"timestamp": data.utcnow().isoformat(), **body}

@@ -6,6 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from taskbroker.plugins.data.budget import Detail, detail_field
 from taskbroker.plugins.data.params import ScheduleDate
 from taskbroker.plugins.metrics.workload import Window
 
@@ -43,6 +44,7 @@ class ComputationParams(_Params):
         default=None,
         description="Last day analysed, inclusive; default start_date + 90 days. Not before "
         "start_date and at most 2 years after it.")
+    detail: Detail = detail_field()
 
     @field_validator("end_date")
     @classmethod
@@ -92,6 +94,7 @@ class FairnessReportParams(_Params):
     end_date: ScheduleDate | None = Field(
         default=None,
         description="Last day of the last week (default today in the program's time zone).")
+    detail: Detail = detail_field()
 
 
 class VersionDiffParams(_Params):
@@ -99,3 +102,4 @@ class VersionDiffParams(_Params):
 
     run_id_1: str = Field(min_length=1, max_length=200, description="Baseline run id.")
     run_id_2: str = Field(min_length=1, max_length=200, description="Candidate run id.")
+    detail: Detail = detail_field()

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from taskbroker.core.contract.tasktype import TaskContext
+from taskbroker.plugins.data.budget import cap
 from taskbroker.plugins.metrics import data
 from taskbroker.plugins.metrics.churn import diff_assignments
 from taskbroker.plugins.metrics.computation import compute_metrics
@@ -31,6 +32,9 @@ __all__ = ["SIGNIFICANCE", "SIGNIFICANT_CHURN", "TOLERANCE", "compare_runs", "ru
 TOLERANCE = {"fairness": 0.01, "coverage": 1.0, "compliance": 1.0}
 SIGNIFICANCE = {"fairness": 0.05, "coverage": 5.0, "compliance": 5.0}
 SIGNIFICANT_CHURN = 0.10
+#: with detail="summary": edits listed per kind, people listed in per_person_churn
+EDITS_SHOWN = 25
+PEOPLE_SHOWN = 50
 
 
 def _span(program: Program, *runs: Iterable[Assignment]) -> Window:
@@ -42,7 +46,7 @@ def _span(program: Program, *runs: Iterable[Assignment]) -> Window:
 
 
 def compare_runs(program: Program, run_id_1: str, run_id_2: str,
-                 *, ctx: TaskContext | None = None) -> dict[str, Any]:
+                 *, ctx: TaskContext | None = None, detail: str = "summary") -> dict[str, Any]:
     """Diff and metric deltas of ``run_id_2`` against ``run_id_1`` (ValueError: unknown id)."""
     r1, r2 = program.run(run_id_1), program.run(run_id_2)
     tick = ctx.raise_if_cancelled if ctx else None
@@ -52,8 +56,10 @@ def compare_runs(program: Program, run_id_1: str, run_id_2: str,
     if tick:
         tick()
     window = _span(program, r1.assignments, r2.assignments)
-    m1 = compute_metrics(program, r1, window, tick=tick, progress=progress, base=20, span=35)
-    m2 = compute_metrics(program, r2, window, tick=tick, progress=progress, base=55, span=35)
+    m1 = compute_metrics(program, r1, window, tick=tick, progress=progress, base=20, span=35,
+                         detail=detail)
+    m2 = compute_metrics(program, r2, window, tick=tick, progress=progress, base=55, span=35,
+                         detail=detail)
     deltas: dict[str, Any] = {}
     improved_any = declined_any = significant = False
     # a run with no assignments in the window has vacuous metrics (coverage of zero slots is
@@ -76,12 +82,12 @@ def compare_runs(program: Program, run_id_1: str, run_id_2: str,
                         "status_1": m1["metrics"][name]["status"],
                         "status_2": m2["metrics"][name]["status"], "direction": direction}
     significant |= diff.churn_rate >= SIGNIFICANT_CHURN
-    return {
+    result: dict[str, Any] = {
         "run_id_1": r1.id,
         "run_id_2": r2.id,
         "period": window.as_dict(),
         "warnings": warnings,
-        "changes": {**diff.as_dict(),
+        "changes": {**diff.as_dict(shown=None),
                     "definition": "per (person, date, half): added = only in run 2, removed = "
                     "only in run 1, changed = in both with a different service or hours"},
         "per_person_churn": diff.per_person(),
@@ -102,6 +108,13 @@ def compare_runs(program: Program, run_id_1: str, run_id_2: str,
             },
         },
     }
+    changes = result["changes"]
+    changes.pop("listing_cap", None)
+    for kind in ("added", "removed", "changed"):
+        cap(changes, kind, EDITS_SHOWN, detail=detail, what=f"{kind} edits (in key order)")
+    cap(result, "per_person_churn", PEOPLE_SHOWN, detail=detail,
+        what="people (most churned first)")
+    return result
 
 
 def run(params: VersionDiffParams, ctx: TaskContext) -> dict[str, Any]:
@@ -111,6 +124,7 @@ def run(params: VersionDiffParams, ctx: TaskContext) -> dict[str, Any]:
     for run_id in (params.run_id_1, params.run_id_2):
         program.run(run_id)  # ValueError naming a missing id, before any work
     ctx.raise_if_cancelled()
-    body = compare_runs(program, params.run_id_1, params.run_id_2, ctx=ctx)
+    body = compare_runs(program, params.run_id_1, params.run_id_2, ctx=ctx,
+                        detail=params.detail)
     ctx.progress(100, "done")
     return {"timestamp": data.utcnow().isoformat(), **body}

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskbroker.core.contract.tasktype import TaskContext
 from taskbroker.plugins.data import schedule_store
+from taskbroker.plugins.data.budget import Detail, detail_field
 from taskbroker.plugins.data.params import ScheduleDate
 from taskbroker.schedule.coverage import DataCoverage, data_coverage
 from taskbroker.schedule.program import Program
@@ -54,6 +55,7 @@ class DaysAheadParams(BaseModel):
     days_ahead: int = Field(default=90, ge=1, le=730, description="Days to look ahead.")
     start_date: ScheduleDate | None = Field(
         default=None, description="First day of the window (default: today).")
+    detail: Detail = detail_field()
 
 
 class HealthParams(BaseModel):

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from taskbroker.core.contract.tasktype import TaskContext
+from taskbroker.plugins.data.budget import cap
 from taskbroker.plugins.resilience._common import (
     DaysAheadParams,
     load_window,
@@ -22,7 +23,12 @@ from taskbroker.schedule.utilization import (
     utilization_by_day,
 )
 
-__all__ = ["run"]
+__all__ = ["DAYS_SHOWN", "PERIODS_SHOWN", "run"]
+
+#: with detail="summary": the first this many days (and high-risk days); all levels are counted
+DAYS_SHOWN = 60
+PERIODS_SHOWN = 10
+PEOPLE_SHOWN = 20
 
 
 def run(params: DaysAheadParams, ctx: TaskContext, *,
@@ -39,7 +45,7 @@ def run(params: DaysAheadParams, ctx: TaskContext, *,
     utils = [d.utilization for d in days
              if d.level != NO_DATA and d.utilization != float("inf")]
     high = [d.as_dict() for d in days if d.level in HIGH_RISK]
-    return {
+    result: dict[str, Any] = {
         "timestamp": now_iso(),
         "period": period(start, params.days_ahead),
         "data_coverage": coverage.as_dict(),
@@ -54,3 +60,11 @@ def run(params: DaysAheadParams, ctx: TaskContext, *,
         "high_risk_periods": high_risk_periods(days, program, model),
         "days": [d.as_dict() for d in days],
     }
+    cap(result, "high_risk_days", DAYS_SHOWN, detail=params.detail, what="high-risk days")
+    cap(result, "high_risk_periods", PERIODS_SHOWN, detail=params.detail,
+        what="high-risk periods")
+    for entry in result["high_risk_periods"]:
+        cap(entry, "absent_faculty", PEOPLE_SHOWN, detail=params.detail,
+            what="absent faculty")
+    cap(result, "days", DAYS_SHOWN, detail=params.detail, what="days (the first ones)")
+    return result
