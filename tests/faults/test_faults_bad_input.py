@@ -58,7 +58,9 @@ def test_generated_params_for_every_task_type(all_types_registry) -> None:
         except InvalidRequest as exc:
             msg = str(exc)
             assert msg.startswith(f"invalid params for {name}: params"), msg
-            named = re.findall(r"params((?:\.\w+|\[[^\]]*\])+): ", msg)
+            # a path step: .name, [index] or a quoted key (Python repr, which may hold "]")
+            step = r"""\.\w+|\[(?:\d+|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\]"""
+            named = re.findall(rf"params((?:{step})+): ", msg)
             assert named, msg
             assert "Accepted:" in msg
         else:
