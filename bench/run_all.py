@@ -52,7 +52,8 @@ EXPECTED_ROWS = (
     "metrics_computation",
 )
 
-_FAST = re.compile(r"^fast\s+(\d+) faculty x\s+(\d+) days:\s+([\d.]+) s(.*?)(?:\(target < "
+_FAST = re.compile(r"^fast\s+(\d+) faculty x\s+(\d+) days, +(\d+) services:\s+([\d.]+) s(.*?)"
+                   r"(?:\(target < "
                    r"([\d.]+) s\))?$")
 _ORACLE = re.compile(r"^oracle\s+(\d+) faculty x\s+(\d+) days:\s+([\d.]+) s")
 _METRICS = re.compile(r"^metrics_computation: ([\d.]+) s .*target ([\d.]+) s")
@@ -83,10 +84,12 @@ def domain_figures(tiny: bool) -> list[Figure]:
         if not m:
             continue
         key = (int(m[1]), int(m[2]))
-        value = float(m[3]) * 1000
-        target = float(m[5]) if m[5] else None
+        services = int(m[3])
+        value = float(m[4]) * 1000
+        target = float(m[6]) if m[6] else None
         figures.append(Figure(
-            f"N-1/N-2 contingency, {key[0]} faculty x {key[1]} days", value, None, "ms",
+            f"N-1/N-2 contingency, {key[0]} faculty x {key[1]} days, {services} services",
+            value, None, "ms",
             oracle.get(key), "brute-force oracle" if key in oracle else "",
             target=f"< {target:g} s" if target else "info",
             met=None if target is None else value < target * 1000,

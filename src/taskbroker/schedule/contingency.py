@@ -19,7 +19,9 @@ assigned to a slot of T without surplus (its deficit grows), else 0.  Hence, per
 computed once from its baseline:
 
 * only slots with surplus <= 1 matter (a slot with surplus >= 2 keeps deficit 0 after two
-  losses and only enlarges N(T), so a violated T stays violated without it);
+  losses and only enlarges N(T), so a violated T stays violated without it), and of those
+  only slots with at most D + 1 free qualified faculty, D the block's total deficit (any T
+  holding a slot with more has sigma(T) >= 2, so it is never violated, tight or near-tight);
 * **N-1**: x breaks the block iff some *tight* T (sigma = 0) has Delta_x(T) = 1, i.e. x is
   in Z(T) = N(T) + the assigned faculty of T's slots without surplus;
 * **N-2**: removing two people lowers any sigma(T) by at most 2, so a pair can only break a
@@ -31,7 +33,8 @@ computed once from its baseline:
   sharing the block is provably harmless there.
 
 The whole analysis is one pass over the blocks with O(2^k) integer operations per block
-(k = slots with surplus <= 1) plus the fatal pairs it reports.  Blocks with more than
+(k = slots with surplus <= 1 and at most D + 1 free backups) plus the fatal pairs it
+reports.  Blocks with more than
 :data:`MAX_HALL_SLOTS` such slots fall back to explicit matchings (correct, slower).
 The brute-force reference in :mod:`taskbroker.schedule.oracle` re-solves every block from
 scratch for every removal; the tests compare the two on random programs.
@@ -69,13 +72,21 @@ class BlockVerdict:
 
 def analyse_block(block: Block, qual: Mapping[str, int], *, pairs: bool = True) -> BlockVerdict:
     """N-1 / N-2 verdict of one block from its baseline (see the module docstring)."""
-    rel = [s for s in block.slots if s.surplus <= 1]
+    free = block.free
+    candidates = [s for s in block.slots if s.surplus <= 1]
+    # A subset T can only have sigma(T) <= 1 when |N(T)| <= D(T) + 1 <= D + 1 (D: the block's
+    # total deficit), and N(T) contains the free qualified faculty of each of its slots: a
+    # slot with more than D + 1 of them is in no violated, tight or near-tight subset and is
+    # left out of the enumeration (exact; in a fully staffed block only the slots with at
+    # most one free backup remain, so 2^k stays small however many services there are).
+    limit = sum(s.deficit for s in candidates) + 1
+    rel = [s for s in candidates
+           if (qual.get(s.service, 0) & free).bit_count() <= limit]
     if not rel:
         return BlockVerdict(True)
     k = len(rel)
     if k > MAX_HALL_SLOTS:
         return _analyse_by_matching(block, qual, pairs=pairs)
-    free = block.free
     slot_n = [qual.get(s.service, 0) & free for s in rel]
     slot_d = [s.deficit for s in rel]
     slot_z = [slot_n[i] | (rel[i].assigned if rel[i].surplus <= 0 else 0) for i in range(k)]
