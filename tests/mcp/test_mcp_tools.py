@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 
 import anyio
@@ -56,6 +57,24 @@ async def contract_walk(c: Client) -> None:
     assert set(final) >= SEED_STATUS_FIELDS
     assert final["status"] == "success" and final["result"] == {"sum": 10, "steps": 4}
     assert final["progress"] == 100 and final["started_at"] and final["completed_at"]
+    assert final["message"] == "finished: success"  # not its last progress text
+
+    # idempotency over a real session: same key + same request -> the original task with its
+    # current status; same key + another request -> a ValueError naming the key
+    key = f"walk-{uuid.uuid4().hex[:8]}"
+    request = {"task_type": "test_count", "params": {"n": 2, "step_ms": 0},
+               "idempotency_key": key}
+    first = (await c.call_tool("start_background_task_tool", request)).structured_content
+    done = await poll_until_done(c, first["task_id"])
+    assert done["status"] == "success"
+    replay = (await c.call_tool("start_background_task_tool", request)).structured_content
+    assert (replay["task_id"], replay["status"], replay["deduplicated"]) == (
+        first["task_id"], "success", True)
+    assert replay["poll_interval_seconds"] > 0
+    other = await c.call_tool("start_background_task_tool",
+                              {**request, "params": {"n": 3, "step_ms": 0}})
+    assert other.is_error and tool_text(other).startswith(
+        f"ValueError: idempotency_key: {key!r} was already used for a different request")
 
     failed = await c.call_tool("start_background_task_tool",
                                {"task_type": "test_fail", "params": {"message": "nope"}})
