@@ -57,6 +57,9 @@ def test_tasks_commands_report_errors_clearly(tmp_path: Path) -> None:
     assert [t["task_id"] for t in listed["tasks"]] == [receipt["task_id"]]
     cancelled = json.loads(run(env, "tasks", "cancel", receipt["task_id"]).stdout)
     assert cancelled["status"] == "revoked"
+    retried = json.loads(run(env, "tasks", "retry", receipt["task_id"]).stdout)
+    assert (retried["status"], retried["retry_of"]) == ("pending", receipt["task_id"])
+    assert retried["task_id"] != receipt["task_id"]
 
 
 def test_follow_says_when_no_worker_picks_the_task_up(tmp_path: Path) -> None:

@@ -70,7 +70,8 @@ def test_generated_params_for_every_task_type(all_types_registry) -> None:
 
 
 TOOLS = ["start_background_task_tool", "get_task_status_tool", "cancel_task_tool",
-         "list_active_tasks_tool", "list_task_types_tool"]
+         "list_active_tasks_tool", "list_task_types_tool", "retry_task_tool",
+         "wait_for_task_tool"]
 
 
 def test_arbitrary_json_for_every_tool(dist_app: App, worker: Proc) -> None:

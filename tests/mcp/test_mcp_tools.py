@@ -80,6 +80,11 @@ async def contract_walk(c: Client) -> None:
                                {"task_type": "test_fail", "params": {"message": "nope"}})
     bad = await poll_until_done(c, failed.structured_content["task_id"])
     assert bad["status"] == "failure"
+    retried = await c.call_tool("retry_task_tool", {"task_id": bad["task_id"]})
+    assert not retried.is_error, tool_text(retried)
+    assert retried.structured_content["retry_of"] == bad["task_id"]
+    again = await poll_until_done(c, retried.structured_content["task_id"])
+    assert (again["status"], again["retry_of"]) == ("failure", bad["task_id"])
     assert re.fullmatch(r"RuntimeError: nope \(reference [0-9a-f]{12}\)", bad["error"])
 
     r = await c.call_tool("start_background_task_tool",

@@ -71,3 +71,13 @@ def test_no_event_for_reads_or_for_invalid_calls(events: list[dict]) -> None:
         tb.start("test_count", {"n": "many"})
     tb.run_pending()  # test_count does not mutate: no task.applied
     assert [e["action"] for e in _audit(events)] == ["task.start"]
+
+
+def test_a_retry_is_audited_with_its_original(events: list[dict]) -> None:
+    tb = in_process_taskbroker(plugin_modules=[SAMPLE])
+    first = tb.run_task("test_count", {"n": 1, "step_ms": 0})
+    again = tb.app.service.retry(tb.principal, first.task_id)
+    got = [(e["action"], e["task_id"], e.get("retry_of")) for e in _audit(events)]
+    assert got == [("task.start", first.task_id, None),
+                   ("task.start", again.task_id, first.task_id),
+                   ("task.retry", again.task_id, first.task_id)]

@@ -991,3 +991,26 @@ def test_postgresql_refuses_a_nul_character_with_rejected(contract_pg_url: str) 
         assert record(ledger, running) == before
     finally:
         _empty(ledger)
+
+
+def test_run_seconds_are_the_latest_successes_of_a_type_newest_first(ledger: Ledger) -> None:
+    runs = [(10, 12.5), (20, 21.0), (30, 37.0), (40, 40.25)]  # (started, completed), seconds
+    for began, done in runs:
+        task_id = started_task(ledger, started=began, queued=began - 1, task_type="t")
+        assert ledger.finish(task_id, status="success", result={}, now=at(done))
+    # neither failures, other types, unfinished tasks nor retries count
+    failed = started_task(ledger, started=50, queued=49, task_type="t")
+    assert ledger.finish(failed, status="failure", error="E: x", now=at(90))
+    other = started_task(ledger, started=50, queued=49, task_type="u")
+    assert ledger.finish(other, status="success", result={}, now=at(51))
+    started_task(ledger, started=60, queued=59, task_type="t")
+    assert ledger.run_seconds("t") == [0.25, 7.0, 1.0, 2.5]
+    assert ledger.run_seconds("t", limit=2) == [0.25, 7.0]
+    assert ledger.run_seconds("u") == [1.0] and ledger.run_seconds("none") == []
+
+
+def test_a_retry_keeps_its_link_to_the_original(ledger: Ledger) -> None:
+    original = new_task(ledger)
+    retry = new_task(ledger, retry_of=original, queued=5)
+    assert record(ledger, retry).retry_of == original
+    assert record(ledger, original).retry_of is None

@@ -104,6 +104,13 @@ def tasks_cancel(task_id: str) -> None:
     print_json(service_call("cancel", task_id))
 
 
+@tasks.command("retry")
+@click.argument("task_id")
+def tasks_retry(task_id: str) -> None:
+    """Start a finished task again (same type and params), linked to it by retry_of."""
+    print_json(service_call("retry", task_id))
+
+
 @tasks.command("list")
 @click.option("--type", "task_type", default=None, help="Only this task type.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIST_LIMIT), default=DEFAULT_LIST_LIMIT,

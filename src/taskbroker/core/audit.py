@@ -5,6 +5,9 @@ the logs) with ``audit: true`` and an ``action``:
 
 ``task.start``
     a start was accepted (``deduplicated`` when an idempotency key returned an earlier task).
+``task.retry``
+    a finished task was started again (``task_id`` the new task, ``retry_of`` the original;
+    the new task's ``task.start`` follows the same rules as any start).
 ``task.cancel``
     a cancel was accepted (``changed``: whether it revoked anything).
 ``access.denied``

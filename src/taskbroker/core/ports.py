@@ -108,6 +108,8 @@ class TaskRecord:
     attempts: int
     priority: int | None
     idempotency_key: str | None
+    #: the task this one retries (``retry_task_tool``), if any
+    retry_of: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -154,7 +156,7 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
                params: Mapping[str, Any], priority: int | None = None,
-               idempotency_key: str | None = None,
+               idempotency_key: str | None = None, retry_of: str | None = None,
                now: dt.datetime | None = None) -> TaskRecord | None:
         """Insert a queued record, committed before this returns.
 

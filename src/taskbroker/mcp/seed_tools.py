@@ -1,4 +1,5 @@
-"""The seed's tools (start, status, cancel, list, task types) and ``wait_for_task_tool``.
+"""The seed's tools (start, status, cancel, list, task types), ``retry_task_tool`` and
+``wait_for_task_tool``.
 
 Each tool advertises the input and output schema of its signature below, but receives its
 arguments as sent (:class:`~taskbroker.mcp.raw_args.RawArguments`): the service counts every
@@ -103,6 +104,16 @@ def list_active_tasks_tool(
     raise NotImplementedError
 
 
+def retry_task_tool(
+    task_id: Annotated[str, Field(description="A finished task's id (e.g. a failed one).")],
+) -> StartReceipt:
+    """Retry a finished task: start a new task with its type and params, linked to it by
+    retry_of (the original is left as it is). Same roles and rate limits as a start; a task
+    still pending or running is a ValueError.
+    """
+    raise NotImplementedError
+
+
 def list_task_types_tool() -> list[TaskTypeInfo]:
     """Every task type: description, params JSON schema, required role (and whether it changes
     shared state), estimated duration, queue and time limits."""
@@ -180,7 +191,7 @@ def _timeout(arguments: dict[str, Any]) -> float:
 
 def seed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher,
                levels: SessionLogLevels) -> list[Tool]:
-    """The six tools over ``service``."""
+    """The seven tools over ``service``."""
 
     def operation(name: str) -> Runner:
         async def run(arguments: dict[str, Any], _ctx: Context[Any, Any]) -> Any:
@@ -219,6 +230,9 @@ def seed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher
             open_world_hint=False), "Cancel a background task"),
         _tool(list_active_tasks_tool, operation("list"), read_only,
               "List active background tasks"),
+        _tool(retry_task_tool, operation("retry"), ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+            open_world_hint=False), "Retry a finished task"),
         _tool(list_task_types_tool, operation("list_types"), read_only, "List task types"),
         _tool(wait_for_task_tool, wait, read_only, "Wait for a background task"),
     ]

@@ -150,7 +150,7 @@ class SqlLedger(Ledger):
     @translate_db_errors
     def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
                params: Mapping[str, Any], priority: int | None = None,
-               idempotency_key: str | None = None,
+               idempotency_key: str | None = None, retry_of: str | None = None,
                now: dt.datetime | None = None) -> TaskRecord | None:
         """Insert a queued record in one autocommitted statement (see the port).
 
@@ -162,7 +162,7 @@ class SqlLedger(Ledger):
             id=task_id, task_type=task_type, task_name=task_name, owner=owner,
             params=dict(params), status=QUEUED, progress=0, queued_at=now, updated_at=now,
             cancel_requested=False, attempts=0, priority=priority,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, retry_of=retry_of,
         )
         try:
             with self.ac.connect() as conn:

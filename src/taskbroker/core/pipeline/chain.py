@@ -26,7 +26,7 @@ __all__ = ["OPERATIONS", "OPERATION_ARGUMENTS", "Call", "Chain", "Middleware"]
 log = logging.getLogger("taskbroker.middleware")
 
 #: the operations a TaskService offers, as middleware sees them
-OPERATIONS = ("start", "status", "cancel", "list", "list_types")
+OPERATIONS = ("start", "status", "cancel", "list", "list_types", "retry")
 
 #: the arguments each operation accepts (any other is refused by validation, naming these)
 OPERATION_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -35,6 +35,7 @@ OPERATION_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "cancel": ("task_id",),
     "list": ("task_type", "limit"),
     "list_types": (),
+    "retry": ("task_id",),
 }
 
 

@@ -75,6 +75,8 @@ class StartReceipt(BaseModel):
     message: str
     poll_interval_seconds: float = Field(
         default=5.0, description="How often to poll this task (from the type's run history).")
+    retry_of: str | None = Field(
+        default=None, description="The task this one retries (retry_task_tool), if any.")
     deduplicated: bool = Field(
         default=False,
         description="True when idempotency_key matched an earlier start: task_id is that task's.",
@@ -94,6 +96,8 @@ class TaskStatus(BaseModel):
     task_type: str | None = None
     message: str | None = Field(default=None, description="Latest progress message.")
     queued_at: dt.datetime | None = None
+    retry_of: str | None = Field(
+        default=None, description="The task this one retries (retry_task_tool), if any.")
 
 
 class CancelReceipt(BaseModel):

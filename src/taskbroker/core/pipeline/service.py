@@ -61,6 +61,7 @@ def record_to_status(record: TaskRecord) -> TaskStatus:
         task_id=record.id, status=status, progress=progress, result=record.result,
         error=record.error, started_at=record.started_at, completed_at=record.completed_at,
         task_type=record.task_type, message=message, queued_at=record.queued_at,
+        retry_of=record.retry_of,
     )
 
 
@@ -97,7 +98,7 @@ class TaskService:
         self._middleware.insert(len(self._middleware) if index is None else index, middleware)
 
     def _run(self, operation: str, principal: Principal | None, args: dict[str, Any],
-             handler: Any) -> Any:
+             handler: Any, extra: dict[str, Any] | None = None) -> Any:
         chain = self._chain
         if chain is None:
             with self._lock:
@@ -113,7 +114,9 @@ class TaskService:
             except Rejected as exc:
                 raise InvalidRequest(str(exc)) from None
 
-        return chain.run(Call(operation, principal, args), guarded)
+        call = Call(operation, principal, args)
+        call.extra.update(extra or {})
+        return chain.run(call, guarded)
 
     # --- operations -------------------------------------------------------------------
 
@@ -145,6 +148,12 @@ class TaskService:
         """Every registered task type with its parameters schema and requirements."""
         return self._run("list_types", principal, {}, self._list_types)
 
+    def retry(self, principal: Principal | None, task_id: str) -> StartReceipt:
+        """Start a new task with the type and params of the finished task ``task_id``, linked
+        to it by ``retry_of``; the original is left untouched.  The new start passes the whole
+        chain again (rate limits, role, validation of the stored params, audit)."""
+        return self._run("retry", principal, {"task_id": task_id}, self._retry)
+
     def call(self, principal: Principal | None, operation: str,
              arguments: Mapping[str, Any]) -> Any:
         """Run ``operation`` with ``arguments`` exactly as a client sent them (an adapter that
@@ -152,7 +161,8 @@ class TaskService:
         then validation refuses wrong types and unknown arguments with a ValueError naming
         the field.  Returns what the operation's method returns."""
         handlers = {"start": self._start, "status": self._status, "cancel": self._cancel,
-                    "list": self._list_active, "list_types": self._list_types}
+                    "list": self._list_active, "list_types": self._list_types,
+                    "retry": self._retry}
         if operation not in handlers:
             raise InvalidRequest(f"unknown operation {operation!r}; accepted: "
                                  + ", ".join(handlers))
@@ -174,6 +184,7 @@ class TaskService:
             task_name=task_type.celery_name,
             owner=principal.user_id, params=_redact(payload, task_type.secret_params),
             priority=call.args.get("priority"), idempotency_key=call.args.get("idempotency_key"),
+            retry_of=call.extra.get("retry_of"),
         )
         if existing is None:
             # the record is committed before its message exists, so a worker never sees a
@@ -209,10 +220,36 @@ class TaskService:
             task_id=task_id, task_type=task_type.name,
             estimated_duration=estimate.text, queued_at=queued_at,
             poll_interval_seconds=estimate.poll_interval_seconds,
+            retry_of=call.extra.get("retry_of"),
             message=f"Task {task_type.name} queued successfully; expected duration "
                     f"{estimate.text}. Wait with wait_for_task_tool, or poll "
                     f"get_task_status_tool every {estimate.poll_interval_seconds:g} s.",
         )
+
+    def _retry(self, call: Call) -> StartReceipt:
+        record = self._visible(call)
+        assert call.principal is not None
+        if not record.terminal:
+            raise InvalidRequest(
+                f"task_id: task {record.id} is {CLIENT_STATUS[record.status]}; only a finished "
+                "task (success, failure or revoked) can be retried")
+        task_type = call.task_type
+        if task_type is None:
+            raise InvalidRequest(f"task_id: task {record.id} is of type {record.task_type!r}, "
+                                 "which no loaded plugin provides any more")
+        if task_type.secret_params:
+            raise InvalidRequest(
+                f"task_id: task type {task_type.name!r} takes secret params, which the ledger "
+                "does not keep; start it again with start_background_task_tool")
+        params = dict(record.params)
+        if task_type.caller_param:  # bound to the caller again by authorization
+            params.pop(task_type.caller_param, None)
+        receipt: StartReceipt = self._run(
+            "start", call.principal,
+            {"task_type": record.task_type, "params": params, "priority": record.priority,
+             "idempotency_key": None},
+            self._start, extra={"retry_of": record.id})
+        return receipt
 
     def _discard(self, task_id: str) -> None:
         """Take back the record of a start whose publish failed (the caller gets the error)."""

@@ -24,10 +24,15 @@ class AuditMiddleware(Middleware):
                   task_id=call.task_id, reason=type(call.error).__name__)
             return
         result = call.result
-        if call.error is None and isinstance(result, StartReceipt):
+        if call.error is None and isinstance(result, StartReceipt) and call.operation == "retry":
+            # the new task's own start was audited by the start inside the retry
+            audit("task.retry", user=call.user_id, task_type=result.task_type,
+                  task_id=result.task_id, retry_of=result.retry_of)
+        elif call.error is None and isinstance(result, StartReceipt):
             audit("task.start", user=call.user_id, task_type=result.task_type,
                   task_id=result.task_id, deduplicated=bool(result.deduplicated),
-                  mutates=bool(call.task_type and call.task_type.mutates))
+                  mutates=bool(call.task_type and call.task_type.mutates),
+                  retry_of=result.retry_of)
         elif call.error is None and isinstance(result, CancelReceipt):
             audit("task.cancel", user=call.user_id, task_type=task_type, task_id=result.task_id,
                   changed=result.changed)

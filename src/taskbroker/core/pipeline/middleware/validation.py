@@ -68,7 +68,7 @@ class ValidationMiddleware(Middleware):
                 + (", ".join(accepted) or "none"))
         if call.operation == "start":
             self._check_start(call)
-        elif call.operation in ("status", "cancel"):
+        elif call.operation in ("status", "cancel", "retry"):
             task_id = args.get("task_id")
             if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
                 shown = task_id if isinstance(task_id, str) else type(task_id).__name__
