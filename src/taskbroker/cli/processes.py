@@ -20,7 +20,11 @@ __all__ = ["beat", "ping", "serve", "worker"]
 @click.option("--port", type=int, default=None, help="HTTP port [TASKBROKER_PORT].")
 @click.option("--worker/--no-worker", "with_worker", default=None,
               help="Supervise a worker subprocess (default: yes in embedded mode).")
-def serve(transport: str, host: str | None, port: int | None, with_worker: bool | None) -> None:
+@click.option("--beat/--no-beat", "with_beat", default=False, show_default=True,
+              help="Also supervise `taskbroker beat` (the plugins' periodic schedule), so one "
+                   "embedded process tree runs everything; run one beat per deployment.")
+def serve(transport: str, host: str | None, port: int | None, with_worker: bool | None,
+          with_beat: bool) -> None:
     """Run the MCP server (streamable HTTP at /mcp, or stdio)."""
     from taskbroker.app import build_app, build_reaper
     from taskbroker.mcp.run import serve_mcp
@@ -32,17 +36,22 @@ def serve(transport: str, host: str | None, port: int | None, with_worker: bool 
     app = build_app(settings)
     reaper = build_reaper(app)
     reaper.start()
-    supervisor = None
+    children: list[WorkerSupervisor] = []
     if with_worker or (with_worker is None and settings.embedded):
-        supervisor = WorkerSupervisor([sys.executable, "-m", "taskbroker", "worker"],
-                                      env=dict(os.environ),
-                                      grace=settings.shutdown_grace_seconds)
-        supervisor.start()
+        children.append(WorkerSupervisor([sys.executable, "-m", "taskbroker", "worker"],
+                                         env=dict(os.environ),
+                                         grace=settings.shutdown_grace_seconds))
+    if with_beat:
+        children.append(WorkerSupervisor([sys.executable, "-m", "taskbroker", "beat"],
+                                         env=dict(os.environ),
+                                         grace=settings.shutdown_grace_seconds))
+    for child in children:
+        child.start()
 
     def cleanup() -> None:
         reaper.stop()
-        if supervisor is not None:
-            supervisor.stop()
+        for child in children:
+            child.stop()
 
     # returns (or, over stdio, exits 0) on SIGTERM/SIGINT, after cleanup()
     serve_mcp(app, transport,  # type: ignore[arg-type]
@@ -89,6 +98,10 @@ def beat() -> None:
 
     settings = get_settings()
     configure_logging(settings, stream=sys.stderr)
+    from taskbroker.supervisor import PARENT_ENV, watch_parent
+
+    if os.environ.get(PARENT_ENV, "").isdigit():  # started by `serve --beat`: never outlive it
+        watch_parent(int(os.environ[PARENT_ENV]), settings.shutdown_grace_seconds)
     run_beat(settings)
 
 
