@@ -211,6 +211,7 @@ class TaskService:
                 task_id=existing.id, task_type=existing.task_type, status=now,
                 estimated_duration=estimate.text, queued_at=existing.queued_at,
                 poll_interval_seconds=estimate.poll_interval_seconds,
+                retry_of=existing.retry_of,
                 message=f"Task {existing.task_type} was already started with this "
                         f"idempotency_key; returning the original task (now {now}).",
                 deduplicated=True,
