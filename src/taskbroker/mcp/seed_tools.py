@@ -23,6 +23,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from taskbroker.core.pipeline.errors import InvalidRequest, RateLimited
+from taskbroker.core.pipeline.middleware.validation import check_arguments
 from taskbroker.core.pipeline.models import (
     DEFAULT_LIST_LIMIT,
     FINAL_STATUSES,
@@ -177,10 +178,7 @@ def _params_from_text(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def _timeout(arguments: dict[str, Any]) -> float:
-    unexpected = sorted(str(k) for k in arguments if k not in _WAIT_ARGUMENTS)
-    if unexpected:
-        raise InvalidRequest(f"{unexpected[0][:80]}: unexpected argument; accepted: "
-                             + ", ".join(_WAIT_ARGUMENTS))
+    check_arguments(arguments, _WAIT_ARGUMENTS)
     value = arguments.get("timeout_seconds", 30.0)
     if isinstance(value, bool) or not isinstance(value, int | float) \
             or not 0 < value <= MAX_WAIT_SECONDS:

@@ -83,6 +83,10 @@ class TaskService:
         self._chain: Chain | None = None
         self._lock = threading.Lock()
         self.estimates = EstimateBook(ledger)
+        #: each operation's handler (what :meth:`call` dispatches to)
+        self._handlers: dict[str, Any] = {
+            "start": self._start, "status": self._status, "cancel": self._cancel,
+            "list": self._list_active, "list_types": self._list_types, "retry": self._retry}
 
     # --- chain ------------------------------------------------------------------------
 
@@ -160,13 +164,11 @@ class TaskService:
         does not parse them itself): the chain counts the call against the rate limits first,
         then validation refuses wrong types and unknown arguments with a ValueError naming
         the field.  Returns what the operation's method returns."""
-        handlers = {"start": self._start, "status": self._status, "cancel": self._cancel,
-                    "list": self._list_active, "list_types": self._list_types,
-                    "retry": self._retry}
-        if operation not in handlers:
+        handler = self._handlers.get(operation)
+        if handler is None:
             raise InvalidRequest(f"unknown operation {operation!r}; accepted: "
-                                 + ", ".join(handlers))
-        return self._run(operation, principal, dict(arguments), handlers[operation])
+                                 + ", ".join(self._handlers))
+        return self._run(operation, principal, dict(arguments), handler)
 
     # --- handlers (run inside the chain) ----------------------------------------------
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -41,7 +40,13 @@ from limits.strategies import (
 )
 
 from taskbroker.core.pipeline.chain import OPERATIONS, Call, Middleware
-from taskbroker.core.pipeline.errors import BrokerUnavailable, RateLimited, Unauthenticated
+from taskbroker.core.pipeline.errors import (
+    BrokerUnavailable,
+    InvalidRequest,
+    RateLimited,
+    Unauthenticated,
+)
+from taskbroker.core.pipeline.middleware.validation import check_text
 from taskbroker.core.settings import Settings
 
 __all__ = [
@@ -263,8 +268,11 @@ class RateLimitMiddleware(Middleware):
 
     def _is_replay(self, call: Call, user: str) -> bool:
         key = call.args.get("idempotency_key")
-        if self.ledger is None or not isinstance(key, str) or not 1 <= len(key) <= 200 \
-                or _CONTROL.search(key):
+        if self.ledger is None or not isinstance(key, str) or not 1 <= len(key) <= 200:
+            return False  # validation refuses it
+        try:
+            check_text(key, "idempotency_key")
+        except InvalidRequest:
             return False  # validation refuses it (a NUL would even break the lookup)
         try:
             return self.ledger.by_idempotency_key(user, key) is not None
@@ -293,9 +301,6 @@ class RateLimitMiddleware(Middleware):
                 limit=limit, retry_after=ACTIVE_CAP_RETRY_AFTER,
             )
         call.extra["ratelimit_lock"] = user
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _redis_storage(url: str, timeout: float) -> RedisStorage:

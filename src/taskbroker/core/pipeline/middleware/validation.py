@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from taskbroker.core.contract.registry import Registry
@@ -11,7 +12,7 @@ from taskbroker.core.pipeline.chain import OPERATION_ARGUMENTS, Call, Middleware
 from taskbroker.core.pipeline.errors import InvalidRequest
 from taskbroker.core.pipeline.models import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 
-__all__ = ["ValidationMiddleware", "check_text"]
+__all__ = ["ValidationMiddleware", "check_arguments", "check_text"]
 
 #: C0 control characters and DEL; free text may keep tab, newline and carriage return
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -41,6 +42,15 @@ def check_text(value: Any, path: str, *, free_text: bool = False) -> None:
             check_text(item, f"{path}[{i}]", free_text=free_text)
 
 
+def check_arguments(args: Mapping[str, Any], accepted: Sequence[str]) -> None:
+    """Refuse an argument not in ``accepted`` with an InvalidRequest naming it and listing
+    what is accepted."""
+    unexpected = sorted(str(k) for k in args if k not in accepted)
+    if unexpected:
+        raise InvalidRequest(f"{unexpected[0][:80]}: unexpected argument; accepted: "
+                             + (", ".join(accepted) or "none"))
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if key.isidentifier() else f"{path}[{key[:40]!r}]"
 
@@ -60,12 +70,7 @@ class ValidationMiddleware(Middleware):
 
     def before(self, call: Call) -> None:
         args = call.args
-        accepted = OPERATION_ARGUMENTS.get(call.operation, ())
-        unexpected = sorted(str(k) for k in args if k not in accepted)
-        if unexpected:
-            raise InvalidRequest(
-                f"{unexpected[0][:80]}: unexpected argument; accepted: "
-                + (", ".join(accepted) or "none"))
+        check_arguments(args, OPERATION_ARGUMENTS.get(call.operation, ()))
         if call.operation == "start":
             self._check_start(call)
         elif call.operation in ("status", "cancel", "retry"):
