@@ -333,6 +333,34 @@ def test_typed_tools_and_waiting_over_stdio(dist_env: dict[str, str], tmp_path: 
     assert waited["status"] == "success" and waited["result"] == {"sum": 3, "steps": 2}
 
 
+def test_summary_text_carries_a_finished_tasks_result_once(dist_env: dict[str, str]) -> None:
+    """TASKBROKER_TOOL_TEXT=summary: the result travels in structured content only; the text
+    describes it (size and keys) instead of repeating it."""
+    env = dict(dist_env, TASKBROKER_TOOL_WAIT_SECONDS="30", TASKBROKER_WATCH_INTERVAL="0.1",
+               TASKBROKER_TOOL_TEXT="summary")
+
+    async def body(c: Client) -> tuple[Any, Any]:
+        typed = await c.call_tool("test_count", {"n": 3, "step_ms": 20})
+        started = await c.call_tool("start_background_task_tool",
+                                    {"task_type": "test_count", "params": {"n": 2}})
+        task_id = started.structured_content["task_id"]
+        await c.call_tool("wait_for_task_tool", {"task_id": task_id})
+        polled = await c.call_tool("get_task_status_tool", {"task_id": task_id})
+        return typed, polled
+
+    typed, polled = run_with(stdio_client(env), body)
+    result = {"sum": 6, "steps": 3}
+    assert typed.structured_content == result
+    size = len(json.dumps(result, separators=(",", ":")))
+    assert tool_text(typed) == (f"finished: success; the result is in structuredContent "
+                                f"({size} bytes of JSON; keys: sum, steps)")
+    assert polled.structured_content["result"] == {"sum": 3, "steps": 2}
+    text = json.loads(tool_text(polled))
+    assert text["status"] == "success" and text["task_id"] == polled.structured_content["task_id"]
+    assert text["result"] == "in structuredContent (19 bytes of JSON; keys: sum, steps)"
+    assert '"sum":3' not in tool_text(polled)  # once: not repeated in the text
+
+
 FASTMCP_PYTHON = ROOT / ".cache" / "fastmcp-venv" / "bin" / "python"
 
 

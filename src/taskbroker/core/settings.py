@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         description="How long a typed task tool call waits for its task before answering with "
         "the task id (keep it under MCP clients' tool-call timeouts, often 60 s).",
     )
+    tool_text: Literal["json", "summary"] = Field(
+        default="json",
+        description="What MCP tool answers carry as text beside their structured content: "
+        "`json` repeats it as compact JSON (for clients that read only text), `summary` "
+        "describes a task's result instead of repeating it (the result travels once).",
+    )
     watch_interval: float = Field(
         default=0.5, gt=0, le=10,
         description="Seconds between the shared reads of the tasks that clients wait for (one "

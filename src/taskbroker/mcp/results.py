@@ -5,14 +5,19 @@ tasks extension's ``tasks/get`` inline the same result."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from mcp.types import CallToolResult, TextContent
 
 from taskbroker.core.pipeline.models import TaskStatus
 from taskbroker.mcp.errors import to_tool_error
 
-__all__ = ["compact_json", "pending_result", "tool_result"]
+__all__ = ["TextMode", "answer_text", "compact_json", "pending_result", "tool_result"]
+
+#: what a tool's text content carries beside its structured content: ``json``, the structured
+#: content again as compact JSON (for clients that read only text: MCP's advice), or
+#: ``summary``, the same without the task's result, which then travels once (structured)
+TextMode = Literal["json", "summary"]
 
 
 def compact_json(value: Any) -> str:
@@ -20,12 +25,33 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
-def tool_result(status: TaskStatus) -> CallToolResult:
+def _described(result: Any) -> str:
+    """A one-line description of a result that travels in structured content only."""
+    size = len(compact_json(result).encode())
+    keys = f"; keys: {', '.join(map(str, result))}" if isinstance(result, dict) else ""
+    return f"in structuredContent ({size} bytes of JSON{keys})"
+
+
+def answer_text(structured: Any, mode: TextMode, *, is_result: bool = False) -> str:
+    """The text content beside ``structured``.  In ``summary`` mode a task's result (the
+    whole of ``structured`` when ``is_result``, else its ``result`` field) is described, not
+    repeated; everything else is compact JSON in both modes."""
+    if mode == "json":
+        return compact_json(structured)
+    if is_result:
+        return f"finished: success; the result is {_described(structured)}"
+    if isinstance(structured, dict) and structured.get("result") is not None:
+        return compact_json({**structured, "result": _described(structured["result"])})
+    return compact_json(structured)
+
+
+def tool_result(status: TaskStatus, mode: TextMode = "json") -> CallToolResult:
     """The CallToolResult of a finished task: its result as structured content, or a tool
     error (``isError``) carrying its error text."""
     if status.status == "success":
         result = status.result or {}
-        return CallToolResult(content=[TextContent(type="text", text=compact_json(result))],
+        text = answer_text(result, mode, is_result=True)
+        return CallToolResult(content=[TextContent(type="text", text=text)],
                               structured_content=result)
     why = status.error or ("the task was canceled" if status.status == "revoked"
                            else f"the task ended as {status.status}")

@@ -145,7 +145,8 @@ def server_options(settings: Settings) -> ServerOptions:
     retention = settings.ledger_retention_days
     return ServerOptions(wait_seconds=settings.tool_wait_seconds,
                          task_ttl_ms=None if retention is None else int(retention * 86_400_000),
-                         watch_interval=settings.watch_interval)
+                         watch_interval=settings.watch_interval,
+                         text=settings.tool_text)
 
 
 def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port: int,

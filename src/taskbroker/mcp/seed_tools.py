@@ -39,7 +39,7 @@ from taskbroker.core.waiting import TaskWatcher
 from taskbroker.mcp.caller import ServiceCaller
 from taskbroker.mcp.logging_capability import SessionLogLevels
 from taskbroker.mcp.raw_args import RawArguments
-from taskbroker.mcp.results import compact_json, error_result
+from taskbroker.mcp.results import TextMode, answer_text, error_result
 from taskbroker.mcp.waiting import follow_task
 
 __all__ = ["MAX_WAIT_SECONDS", "seed_tools"]
@@ -137,16 +137,16 @@ def wait_for_task_tool(
 # --- the tools --------------------------------------------------------------------------
 
 
-def _answer(value: Any, *, wrap: bool) -> CallToolResult:
+def _answer(value: Any, *, wrap: bool, text: TextMode) -> CallToolResult:
     data: Any = (value.model_dump(mode="json") if isinstance(value, BaseModel)
                  else [v.model_dump(mode="json") for v in value])
     structured = {"result": data} if wrap else data
-    return CallToolResult(content=[TextContent(type="text", text=compact_json(structured))],
+    return CallToolResult(content=[TextContent(type="text", text=answer_text(structured, text))],
                           structured_content=structured)
 
 
 def _tool(shape: Callable[..., Any], run: Runner, annotations: ToolAnnotations,
-          title: str) -> Tool:
+          title: str, text: TextMode) -> Tool:
     """A raw-argument tool advertising ``shape``'s schemas and docstring."""
     advertised = Tool.from_function(shape, name=shape.__name__, title=title)
     meta = advertised.fn_metadata
@@ -154,7 +154,7 @@ def _tool(shape: Callable[..., Any], run: Runner, annotations: ToolAnnotations,
 
     async def call(arguments: dict[str, Any], ctx: Context[Any, Any]) -> CallToolResult:
         try:
-            return _answer(await run(arguments, ctx), wrap=wrap)
+            return _answer(await run(arguments, ctx), wrap=wrap, text=text)
         except Exception as exc:  # refused, not found, unavailable: the documented text
             return error_result(exc, shape.__name__)
 
@@ -188,8 +188,9 @@ def _timeout(arguments: dict[str, Any]) -> float:
 
 
 def seed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher,
-               levels: SessionLogLevels) -> list[Tool]:
-    """The seven tools over ``service``."""
+               levels: SessionLogLevels, *, text: TextMode = "json") -> list[Tool]:
+    """The seven tools over ``service``; ``text`` chooses what their text content carries
+    (:data:`~taskbroker.mcp.results.TextMode`)."""
 
     def operation(name: str) -> Runner:
         async def run(arguments: dict[str, Any], _ctx: Context[Any, Any]) -> Any:
@@ -220,17 +221,17 @@ def seed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher
     return [
         _tool(start_background_task_tool, operation("start"), ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-            open_world_hint=False), "Start a background task"),
+            open_world_hint=False), "Start a background task", text),
         _tool(get_task_status_tool, operation("status"), read_only,
-              "Get a background task's status"),
+              "Get a background task's status", text),
         _tool(cancel_task_tool, operation("cancel"), ToolAnnotations(
             read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-            open_world_hint=False), "Cancel a background task"),
+            open_world_hint=False), "Cancel a background task", text),
         _tool(list_active_tasks_tool, operation("list"), read_only,
-              "List active background tasks"),
+              "List active background tasks", text),
         _tool(retry_task_tool, operation("retry"), ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-            open_world_hint=False), "Retry a finished task"),
-        _tool(list_task_types_tool, operation("list_types"), read_only, "List task types"),
-        _tool(wait_for_task_tool, wait, read_only, "Wait for a background task"),
+            open_world_hint=False), "Retry a finished task", text),
+        _tool(list_task_types_tool, operation("list_types"), read_only, "List task types", text),
+        _tool(wait_for_task_tool, wait, read_only, "Wait for a background task", text),
     ]

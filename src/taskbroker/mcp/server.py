@@ -24,6 +24,7 @@ from taskbroker.core.pipeline.service import TaskService
 from taskbroker.core.waiting import TaskWatcher
 from taskbroker.mcp.caller import ServiceCaller
 from taskbroker.mcp.logging_capability import SessionLogLevels, install_logging
+from taskbroker.mcp.results import TextMode
 from taskbroker.mcp.seed_tools import MAX_WAIT_SECONDS, seed_tools
 from taskbroker.mcp.tasks_extension import TasksExtension
 from taskbroker.mcp.typed_tools import typed_tools
@@ -56,12 +57,15 @@ class ServerOptions:
         task_ttl_ms: the tasks extension's ``ttlMs`` (the ledger retention); None: forever.
         poll_interval_ms: the tasks extension's ``pollIntervalMs``.
         watch_interval: seconds between the shared watcher's reads while clients wait.
+        text: what tool answers carry as text beside structured content
+            (:data:`~taskbroker.mcp.results.TextMode`).
     """
 
     wait_seconds: float = 45.0
     task_ttl_ms: int | None = 30 * 86_400_000
     poll_interval_ms: int = 1000
     watch_interval: float = 0.5
+    text: TextMode = "json"
 
 
 def create_server(
@@ -86,8 +90,9 @@ def create_server(
     watcher = watcher or TaskWatcher(service.ledger, interval=options.watch_interval)
     caller = ServiceCaller(local_principal)
     levels = SessionLogLevels()
-    task_tools = typed_tools(service, caller, watcher, levels, wait_seconds=options.wait_seconds)
-    tools = seed_tools(service, caller, watcher, levels) + task_tools
+    task_tools = typed_tools(service, caller, watcher, levels, wait_seconds=options.wait_seconds,
+                             text=options.text)
+    tools = seed_tools(service, caller, watcher, levels, text=options.text) + task_tools
     mcp = MCPServer(
         name="taskbroker",
         version=taskbroker.__version__,
@@ -97,7 +102,8 @@ def create_server(
         tools=tools,
         extensions=[TasksExtension(service, caller, [t.name for t in task_tools],
                                    ttl_ms=options.task_ttl_ms,
-                                   poll_interval_ms=options.poll_interval_ms)],
+                                   poll_interval_ms=options.poll_interval_ms,
+                                   text=options.text)],
     )
     install_logging(mcp, levels)
     _advertise_no_prompts(mcp)

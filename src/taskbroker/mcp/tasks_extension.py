@@ -43,7 +43,7 @@ from taskbroker.core.pipeline.models import TaskStatus
 from taskbroker.core.pipeline.service import TaskService
 from taskbroker.mcp.caller import ServiceCaller
 from taskbroker.mcp.errors import to_tool_error
-from taskbroker.mcp.results import error_result, tool_result
+from taskbroker.mcp.results import TextMode, error_result, tool_result
 
 __all__ = ["TASKS_EXTENSION", "TasksExtension"]
 
@@ -85,8 +85,10 @@ class TasksExtension(Extension):
     identifier = TASKS_EXTENSION
 
     def __init__(self, service: TaskService, caller: ServiceCaller, task_tools: Sequence[str],
-                 *, ttl_ms: int | None, poll_interval_ms: int = 1000) -> None:
+                 *, ttl_ms: int | None, poll_interval_ms: int = 1000,
+                 text: TextMode = "json") -> None:
         self.service = service
+        self.text: TextMode = text
         self.caller = caller
         self.task_tools = frozenset(task_tools)
         self.ttl_ms = ttl_ms
@@ -171,8 +173,8 @@ class TasksExtension(Extension):
         if message:
             task["statusMessage"] = message
         if detailed and task["status"] == "completed":
-            task["result"] = tool_result(status).model_dump(mode="json", by_alias=True,
-                                                            exclude_none=True)
+            task["result"] = tool_result(status, self.text).model_dump(
+                mode="json", by_alias=True, exclude_none=True)
         return task
 
 

@@ -31,21 +31,23 @@ from taskbroker.core.waiting import TaskWatcher
 from taskbroker.mcp.caller import ServiceCaller
 from taskbroker.mcp.logging_capability import SessionLogLevels
 from taskbroker.mcp.raw_args import RawArguments
-from taskbroker.mcp.results import error_result, pending_result, tool_result
+from taskbroker.mcp.results import TextMode, error_result, pending_result, tool_result
 from taskbroker.mcp.waiting import follow_task
 
 __all__ = ["typed_tools"]
 
 
 def typed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher,
-                levels: SessionLogLevels, *, wait_seconds: float) -> list[Tool]:
+                levels: SessionLogLevels, *, wait_seconds: float,
+                text: TextMode = "json") -> list[Tool]:
     """One tool per registered task type."""
-    return [_tool(t, service, caller, watcher, levels, wait_seconds)
+    return [_tool(t, service, caller, watcher, levels, wait_seconds, text)
             for t in service.registry.all()]
 
 
 def _tool(task_type: TaskType, service: TaskService, caller: ServiceCaller,
-          watcher: TaskWatcher, levels: SessionLogLevels, wait_seconds: float) -> Tool:
+          watcher: TaskWatcher, levels: SessionLogLevels, wait_seconds: float,
+          text: TextMode) -> Tool:
     name = task_type.name
 
     async def run(arguments: dict[str, Any], ctx: Context[Any, Any]) -> CallToolResult:
@@ -56,7 +58,7 @@ def _tool(task_type: TaskType, service: TaskService, caller: ServiceCaller,
         except Exception as exc:  # refused or unavailable: the documented error text
             return error_result(exc, name)
         if status.status in FINAL_STATUSES:
-            return tool_result(status)
+            return tool_result(status, text)
         return pending_result(status, waited=wait_seconds)
 
     role = f" Requires the {task_type.required_role!r} role." if task_type.required_role else ""
