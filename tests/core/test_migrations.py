@@ -60,7 +60,7 @@ def test_builtin_plugins_register_their_schemas() -> None:
 def test_upgrade_makes_every_table_and_is_idempotent(engine: Engine) -> None:
     assert current(engine, BUILTIN) == {"ledger": None, "schedule": None, "metrics": None}
     first = upgrade(engine, BUILTIN)
-    assert first == heads(BUILTIN) == {"ledger": "ledger_0003", "schedule": "schedule_0001",
+    assert first == heads(BUILTIN) == {"ledger": "ledger_0004", "schedule": "schedule_0001",
                                        "metrics": "metrics_0001"}
     tables = set(inspect(engine).get_table_names())
     expected = {t for md in METADATA.values() for t in md.tables}
@@ -139,11 +139,11 @@ def test_a_plugin_owns_its_tables_through_taskbroker_register_migrations(
 
     plugins = load_plugins(objects=[("hello", Hello())], entry_points=False)
     engine = create_engine(f"sqlite:///{tmp_path / 'h.db'}")
-    assert upgrade(engine, plugins.migrations()) == {"ledger": "ledger_0003",
+    assert upgrade(engine, plugins.migrations()) == {"ledger": "ledger_0004",
                                                      "hello": "hello_0001"}
     assert {"tbx_hello", "taskbroker_schema_hello"} <= set(inspect(engine).get_table_names())
     # a process that does not load the plugin leaves its schema alone
-    assert upgrade(engine) == {"ledger": "ledger_0003"}
+    assert upgrade(engine) == {"ledger": "ledger_0004"}
     assert current(engine, plugins.migrations())["hello"] == "hello_0001"
 
 

@@ -39,10 +39,12 @@ from taskbroker.adapters.sql.migrate import upgrade
 from taskbroker.adapters.sql.tables import purged, tasks
 from taskbroker.app import ledger_for
 from taskbroker.core.ports import (
+    MAX_TASK_EVENTS,
     ActiveRow,
     Ledger,
     PortError,
     Rejected,
+    TaskQuery,
     TaskRecord,
     Unavailable,
 )
@@ -886,6 +888,92 @@ def test_in_memory_sqlite_is_one_database_per_process() -> None:
         _empty(first)
 
 
+# --- the history (the console) ---------------------------------------------------------------
+
+
+def test_search_filters_sorts_pages_and_counts(ledger: Ledger) -> None:
+    a1 = new_task(ledger, owner="alice", task_type="t", queued=1, idempotency_key="nightly-1")
+    a2 = new_task(ledger, owner="alice", task_type="u", queued=2)
+    b1 = new_task(ledger, owner="bob", task_type="t", queued=3)
+    assert ledger.mark_started(a2, worker="w9", now=at(4))
+    assert ledger.finish(a2, status="failure", error="ValueError: boom", now=at(5))
+
+    def ids(**criteria: Any) -> tuple[list[str], int]:
+        rows, total = ledger.search(TaskQuery(**criteria))
+        return [r.id for r in rows], total
+
+    assert ids() == ([b1, a2, a1], 3)  # newest first by default
+    assert ids(descending=False) == ([a1, a2, b1], 3)
+    assert ids(owner="alice") == ([a2, a1], 2)
+    assert ids(task_types=("t",)) == ([b1, a1], 2)
+    assert ids(statuses=("failure",)) == ([a2], 1)
+    assert ids(since=at(2), until=at(3)) == ([a2], 1)
+    assert ids(text="nightly") == ([a1], 1)
+    assert ids(text=a2[:13]) == ([a2], 1)
+    assert ids(text="%") == ([], 0)  # wildcards are literal
+    assert ids(worker="w9") == ([a2], 1)
+    assert ids(limit=1, offset=1) == ([a2], 3)
+    assert ids(sort="owner", descending=False, limit=2) == ([a2, a1] if a2 < a1 else [a1, a2], 3)
+    row = ledger.search(TaskQuery(statuses=("failure",)))[0][0]
+    assert (row.task_type, row.owner, row.status, row.error, row.worker, row.attempts) == (
+        "u", "alice", "failure", "ValueError: boom", "w9", 1)
+    assert row.queued_at == at(2) and row.started_at == at(4) and row.completed_at == at(5)
+    port_error(Rejected, lambda: ledger.search(TaskQuery(sort="params")))
+
+
+def test_the_timeline_records_starts_messages_retries_and_cancels(ledger: Ledger) -> None:
+    task_id = started_task(ledger, started=1, worker="w1")
+    ledger.report_progress(task_id, 10, None)  # no message: not a timeline entry
+    ledger.report_progress(task_id, 40, "loading")
+    assert ledger.finish(task_id, status="retry", error="ConnectionError: db", now=at(3))
+    assert ledger.mark_started(task_id, worker="w2", now=at(4))
+    ledger.cancel(task_id, by="carol", now=at(5))
+    events = ledger.events(task_id)
+    assert [(e.kind, e.progress, e.message, e.actor) for e in events] == [
+        ("started", None, None, "w1"), ("progress", 40, "loading", None),
+        ("retry", None, "ConnectionError: db", None), ("started", None, None, "w2"),
+        ("revoked", None, None, "carol")]
+    assert events[0].at == at(1) and events[-1].at == at(5)
+    assert ledger.events(str(uuid.uuid4())) == []
+
+
+def test_the_timeline_is_bounded(ledger: Ledger) -> None:
+    task_id = started_task(ledger)
+    for i in range(MAX_TASK_EVENTS + 20):
+        ledger.report_progress(task_id, 50, f"item {i}")
+    events = ledger.events(task_id)
+    assert len(events) == MAX_TASK_EVENTS and events[-1].message == f"item {MAX_TASK_EVENTS - 2}"
+
+
+def test_purge_removes_the_timeline_too(ledger: Ledger) -> None:
+    task_id = started_task(ledger, started=1)
+    ledger.report_progress(task_id, 50, "half")
+    assert ledger.finish(task_id, status="success", result={}, now=at(2))
+    assert ledger.purge(at(3)) == 1
+    assert ledger.events(task_id) == []
+
+
+def test_retries_lists_the_tasks_that_retry_a_task(ledger: Ledger) -> None:
+    first = new_task(ledger, owner="alice", queued=1)
+    again = new_task(ledger, owner="alice", queued=2, retry_of=first)
+    other = new_task(ledger, owner="admin", queued=3, retry_of=first)
+    assert [r.id for r in ledger.retries(first)] == [again, other]
+    assert [r.id for r in ledger.retries(first, owner="alice")] == [again]
+    assert ledger.retries(again) == []
+
+
+def test_workers_report_themselves_and_leave(ledger: Ledger) -> None:
+    assert ledger.workers() == []
+    ledger.worker_seen("w1", pid=11, queues=["b", "a"], started_at=at(0), now=at(1))
+    ledger.worker_seen("w2", pid=12, queues=["a"], started_at=at(0), now=at(2))
+    ledger.worker_seen("w1", pid=11, queues=["a", "b"], started_at=at(0), now=at(3))
+    rows = ledger.workers()
+    assert [(w.name, w.pid, w.queues, w.seen_at) for w in rows] == [
+        ("w1", 11, ["a", "b"], at(3)), ("w2", 12, ["a"], at(2))]
+    ledger.worker_gone("w1")
+    assert [w.name for w in ledger.workers()] == ["w2"]
+
+
 # --- errors in the port's vocabulary ---------------------------------------------------------
 
 _ID = "00000000-0000-4000-8000-000000000000"
@@ -919,6 +1007,12 @@ CALLS: dict[str, Callable[[Ledger], object]] = {
     "purge": lambda led: led.purge(at(0)),
     "purge_tombstones": lambda led: led.purge_tombstones(at(0)),
     "ping": lambda led: led.ping(),
+    "search": lambda led: led.search(TaskQuery()),
+    "events": lambda led: led.events(_ID),
+    "retries": lambda led: led.retries(_ID),
+    "worker_seen": lambda led: led.worker_seen("w", pid=1, queues=["q"], started_at=None),
+    "worker_gone": lambda led: led.worker_gone("w"),
+    "workers": lambda led: led.workers(),
 }
 
 #: adapters that can be made unreachable

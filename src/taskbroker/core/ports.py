@@ -40,9 +40,13 @@ __all__ = [
     "Ledger",
     "PortError",
     "Rejected",
+    "TaskEvent",
+    "TaskQuery",
     "TaskRecord",
+    "TaskRow",
     "TaskSnapshot",
     "Unavailable",
+    "WorkerRow",
     "utcnow",
 ]
 
@@ -139,6 +143,83 @@ class ActiveRow(NamedTuple):
     owner: str
 
 
+class TaskRow(NamedTuple):
+    """One task as a history listing shows it (no params or result)."""
+
+    id: str
+    task_type: str
+    owner: str
+    status: str
+    progress: int
+    message: str | None
+    error: str | None
+    queued_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    retry_of: str | None
+    idempotency_key: str | None
+    worker: str | None
+    attempts: int
+
+
+#: what a history listing may be sorted by
+SORT_KEYS = ("queued_at", "completed_at", "task_type", "status", "owner")
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """A search of the task history: every given criterion must hold.
+
+    Attributes:
+        owner: only this user's tasks (None: everybody's; the service sets it from the
+            caller's scope, never from the request).
+        task_types, statuses: only these (ledger states); empty: any.
+        since, until: queued at or after / before these times.
+        text: a substring of the task id or of its idempotency key.
+        worker: only tasks run (last) by this worker.
+        sort, descending: the order (one of :data:`SORT_KEYS`; ties by id).
+        offset, limit: the page.
+    """
+
+    owner: str | None = None
+    task_types: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    text: str | None = None
+    worker: str | None = None
+    sort: str = "queued_at"
+    descending: bool = True
+    offset: int = 0
+    limit: int = 50
+
+
+class TaskEvent(NamedTuple):
+    """One entry of a task's timeline: a start (``actor`` is the worker), a progress message,
+    a retry or failure (``message`` is the error), a cancel (``actor`` is who canceled)."""
+
+    at: dt.datetime
+    kind: str
+    progress: int | None
+    message: str | None
+    actor: str | None
+
+
+#: a task's timeline keeps at most this many events (the first ones: a handler that reports
+#: a message per item cannot grow it without bound)
+MAX_TASK_EVENTS = 500
+
+
+class WorkerRow(NamedTuple):
+    """A worker as its own heartbeat last described it."""
+
+    name: str
+    pid: int | None
+    queues: list[str]
+    started_at: dt.datetime | None
+    seen_at: dt.datetime
+
+
 # --- the ledger ------------------------------------------------------------------------------
 
 
@@ -176,12 +257,13 @@ class Ledger(abc.ABC):
         """The task ``owner`` started with idempotency ``key``, if any."""
 
     @abc.abstractmethod
-    def cancel(self, task_id: str, *, owner: str | None = None,
+    def cancel(self, task_id: str, *, owner: str | None = None, by: str | None = None,
                now: dt.datetime | None = None) -> tuple[TaskRecord | None, bool]:
         """Mark a non-terminal task revoked and flag it for its handler.
 
         Returns ``(record, changed)``: the record after the attempt (None when not visible to
-        ``owner``) and whether this call revoked it.
+        ``owner``) and whether this call revoked it.  ``by`` (who canceled) goes into the
+        task's timeline.
         """
 
     # --- writes from the worker --------------------------------------------------------
@@ -245,6 +327,33 @@ class Ledger(abc.ABC):
         (``completed_at - started_at``, seconds), newest first: what estimates are made of.
         The default knows none (estimates then fall back to the type's declared guess)."""
         return []
+
+    # --- the history (the console) ------------------------------------------------------
+
+    @abc.abstractmethod
+    def search(self, query: TaskQuery) -> tuple[list[TaskRow], int]:
+        """One page of the tasks matching ``query`` and how many match in all."""
+
+    @abc.abstractmethod
+    def events(self, task_id: str) -> list[TaskEvent]:
+        """The task's timeline (oldest first; at most :data:`MAX_TASK_EVENTS`)."""
+
+    @abc.abstractmethod
+    def retries(self, task_id: str, *, owner: str | None = None) -> list[TaskRow]:
+        """The tasks started as retries of ``task_id`` (``retry_of``), oldest first."""
+
+    @abc.abstractmethod
+    def worker_seen(self, name: str, *, pid: int | None, queues: Iterable[str],
+                    started_at: dt.datetime | None, now: dt.datetime | None = None) -> None:
+        """Record a worker's heartbeat (insert or update its row)."""
+
+    @abc.abstractmethod
+    def worker_gone(self, name: str) -> None:
+        """Forget a worker that shut down."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerRow]:
+        """Every worker row, most recently seen first (the caller judges liveness)."""
 
     @abc.abstractmethod
     def ids(self, statuses: Iterable[str]) -> list[str]:

@@ -24,9 +24,11 @@ from typing import Any
 from taskbroker.core.ports import (
     ACTIVE,
     FAILURE,
+    MAX_TASK_EVENTS,
     QUEUED,
     RETRY,
     REVOKED,
+    SORT_KEYS,
     STARTED,
     SUCCESS,
     TERMINAL,
@@ -34,9 +36,13 @@ from taskbroker.core.ports import (
     Ledger,
     PortError,
     Rejected,
+    TaskEvent,
+    TaskQuery,
     TaskRecord,
+    TaskRow,
     TaskSnapshot,
     Unavailable,
+    WorkerRow,
     utcnow,
 )
 
@@ -63,6 +69,22 @@ def _copy_or_none(record: TaskRecord | None) -> TaskRecord | None:
     return None if record is None else _copy(record)
 
 
+def _row(r: TaskRecord) -> TaskRow:
+    return TaskRow(r.id, r.task_type, r.owner, r.status, r.progress, r.message, r.error,
+                   r.queued_at, r.started_at, r.completed_at, r.retry_of, r.idempotency_key,
+                   r.worker, r.attempts)
+
+
+def _matches(r: TaskRecord, q: TaskQuery) -> bool:
+    return ((q.owner is None or r.owner == q.owner)
+            and (not q.task_types or r.task_type in q.task_types)
+            and (not q.statuses or r.status in q.statuses)
+            and (q.since is None or r.queued_at >= q.since)
+            and (q.until is None or r.queued_at < q.until)
+            and (q.worker is None or r.worker == q.worker)
+            and (not q.text or q.text in r.id or q.text in (r.idempotency_key or "")))
+
+
 class MemoryLedger(Ledger):
     """The ledger port in memory (thread-safe; one process)."""
 
@@ -71,6 +93,8 @@ class MemoryLedger(Ledger):
         self._tasks: dict[str, TaskRecord] = {}
         self._updated: dict[str, dt.datetime] = {}
         self._purged: dict[str, tuple[str, dt.datetime]] = {}
+        self._events: dict[str, list[TaskEvent]] = {}
+        self._workers: dict[str, WorkerRow] = {}
         #: when True, every call raises Unavailable (an outage, for tests)
         self.unavailable = False
 
@@ -90,6 +114,14 @@ class MemoryLedger(Ledger):
         self._tasks[task_id] = record
         self._updated[task_id] = now or utcnow()
         return record
+
+    def _event(self, task_id: str, kind: str, at: dt.datetime, *, progress: int | None = None,
+               message: str | None = None, actor: str | None = None) -> None:
+        timeline = self._events.setdefault(task_id, [])
+        if len(timeline) < MAX_TASK_EVENTS:
+            timeline.append(TaskEvent(at, kind, progress,
+                                      None if message is None else message[:2000],
+                                      None if actor is None else actor[:255]))
 
     def _visible(self, task_id: str, owner: str | None) -> TaskRecord | None:
         record = self._tasks.get(task_id)
@@ -142,7 +174,7 @@ class MemoryLedger(Ledger):
             self._check()
             return _copy_or_none(self._by_key(owner, key))
 
-    def cancel(self, task_id: str, *, owner: str | None = None,
+    def cancel(self, task_id: str, *, owner: str | None = None, by: str | None = None,
                now: dt.datetime | None = None) -> tuple[TaskRecord | None, bool]:
         with self._lock:
             self._check()
@@ -150,6 +182,7 @@ class MemoryLedger(Ledger):
             if record is None or record.status not in ACTIVE:
                 return _copy_or_none(record), False
             now = now or utcnow()
+            self._event(task_id, REVOKED, now, actor=by)
             return _copy(self._set(task_id, now, status=REVOKED, cancel_requested=True,
                                    completed_at=now, progress=100, message="canceled")), True
 
@@ -166,6 +199,7 @@ class MemoryLedger(Ledger):
             self._set(task_id, now, status=STARTED, started_at=record.started_at or now,
                       heartbeat_at=now, ended_at=None, worker=worker,
                       attempts=record.attempts + 1, progress=0, message=None)
+            self._event(task_id, STARTED, now, actor=worker)
             return True
 
     def heartbeat(self, task_id: str) -> None:
@@ -185,6 +219,7 @@ class MemoryLedger(Ledger):
             changes: dict[str, Any] = {"progress": progress, "heartbeat_at": now}
             if message is not None:
                 changes["message"] = message[:2000]
+                self._event(task_id, "progress", now, progress=progress, message=message)
             self._set(task_id, now, **changes)
 
     def is_cancel_requested(self, task_id: str) -> bool:
@@ -207,6 +242,7 @@ class MemoryLedger(Ledger):
             if result is not None:
                 changes["result"] = _as_json(result, "the result")
             self._set(task_id, now, **changes)
+            self._event(task_id, status, now, message=error)
             return True
 
     def mark_ended(self, task_id: str, now: dt.datetime | None = None) -> None:
@@ -268,6 +304,54 @@ class MemoryLedger(Ledger):
                     counts[(r.task_type, r.status)] = counts.get((r.task_type, r.status), 0) + 1
             return [(t, s, n) for (t, s), n in sorted(counts.items())]
 
+    # --- the history (the console) ------------------------------------------------------
+
+    def search(self, query: TaskQuery) -> tuple[list[TaskRow], int]:
+        if query.sort not in SORT_KEYS:
+            raise Rejected(f"sort: expected one of {', '.join(SORT_KEYS)}")
+        with self._lock:
+            self._check()
+            found = [r for r in self._tasks.values() if _matches(r, query)]
+
+        def key(r: TaskRecord) -> tuple[Any, ...]:
+            value = getattr(r, query.sort)
+            # SQL puts NULLs last ascending and first descending (PostgreSQL; SQLite the
+            # reverse); here they sort as the smallest value, like SQLite
+            return (value is not None, value if value is not None else 0, r.id)
+
+        found.sort(key=key, reverse=query.descending)
+        page = found[query.offset:query.offset + query.limit]
+        return [_row(r) for r in page], len(found)
+
+    def events(self, task_id: str) -> list[TaskEvent]:
+        with self._lock:
+            self._check()
+            return list(self._events.get(task_id, []))
+
+    def retries(self, task_id: str, *, owner: str | None = None) -> list[TaskRow]:
+        with self._lock:
+            self._check()
+            found = [r for r in self._tasks.values() if r.retry_of == task_id
+                     and (owner is None or r.owner == owner)]
+        return [_row(r) for r in sorted(found, key=lambda r: (r.queued_at, r.id))]
+
+    def worker_seen(self, name: str, *, pid: int | None, queues: Iterable[str],
+                    started_at: dt.datetime | None, now: dt.datetime | None = None) -> None:
+        with self._lock:
+            self._check()
+            self._workers[name] = WorkerRow(name, pid, sorted(queues), started_at,
+                                            now or utcnow())
+
+    def worker_gone(self, name: str) -> None:
+        with self._lock:
+            self._check()
+            self._workers.pop(name, None)
+
+    def workers(self) -> list[WorkerRow]:
+        with self._lock:
+            self._check()
+            return sorted(self._workers.values(), key=lambda w: w.seen_at, reverse=True)
+
     def ids(self, statuses: Iterable[str]) -> list[str]:
         wanted = set(statuses)
         with self._lock:
@@ -303,6 +387,7 @@ class MemoryLedger(Ledger):
             if status in TERMINAL:
                 changes.update(completed_at=now, progress=100)
             self._set(task_id, now, **changes)
+            self._event(task_id, status, now, message=error, actor="reaper")
             return True
 
     def quiet_retries(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
@@ -329,6 +414,7 @@ class MemoryLedger(Ledger):
             now = utcnow()
             self._set(task_id, now, status=FAILURE, error=error, completed_at=now,
                       ended_at=now, progress=100)
+            self._event(task_id, FAILURE, now, message=error, actor="reaper")
             return True
 
     def touch(self, task_id: str, *, unchanged_since: dt.datetime | None = None) -> bool:
@@ -350,6 +436,7 @@ class MemoryLedger(Ledger):
             for r in victims[:limit]:
                 del self._tasks[r.id]
                 del self._updated[r.id]
+                self._events.pop(r.id, None)
                 self._purged[r.id] = (r.owner, now or utcnow())
             return len(victims[:limit])
 

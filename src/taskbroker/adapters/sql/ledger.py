@@ -24,7 +24,18 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -37,13 +48,15 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from taskbroker.adapters.sql.engine import engine_for
-from taskbroker.adapters.sql.tables import purged, tasks
+from taskbroker.adapters.sql.tables import purged, task_events, tasks, workers
 from taskbroker.core.ports import (
     ACTIVE,
     FAILURE,
+    MAX_TASK_EVENTS,
     QUEUED,
     RETRY,
     REVOKED,
+    SORT_KEYS,
     STARTED,
     SUCCESS,
     TERMINAL,
@@ -51,9 +64,13 @@ from taskbroker.core.ports import (
     Ledger,
     PortError,
     Rejected,
+    TaskEvent,
+    TaskQuery,
     TaskRecord,
+    TaskRow,
     TaskSnapshot,
     Unavailable,
+    WorkerRow,
     utcnow,
 )
 
@@ -120,6 +137,37 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
+
+
+#: the columns a history listing shows (ports.TaskRow)
+ROW_COLUMNS = (tasks.c.id, tasks.c.task_type, tasks.c.owner, tasks.c.status, tasks.c.progress,
+               tasks.c.message, tasks.c.error, tasks.c.queued_at, tasks.c.started_at,
+               tasks.c.completed_at, tasks.c.retry_of, tasks.c.idempotency_key, tasks.c.worker,
+               tasks.c.attempts)
+
+
+def _row(r: Any) -> TaskRow:
+    return TaskRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _aware(r[7]), _aware(r[8]),
+                   _aware(r[9]), r[10], r[11], r[12], r[13])
+
+
+def _add_event(conn: Connection, task_id: str, kind: str, at: dt.datetime, *,
+               progress: int | None = None, message: str | None = None,
+               actor: str | None = None) -> None:
+    """Append to a task's timeline unless it holds MAX_TASK_EVENTS already."""
+    count = conn.execute(select(func.count()).select_from(task_events)
+                         .where(task_events.c.task_id == task_id)).scalar_one()
+    if count < MAX_TASK_EVENTS:
+        conn.execute(insert(task_events), {
+            "task_id": task_id, "at": at, "kind": kind, "progress": progress,
+            "message": None if message is None else message[:2000],
+            "actor": None if actor is None else actor[:255]})
+
+
+def _like(text: str) -> str:
+    """``text`` as a LIKE pattern matching it anywhere (its wildcards escaped)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _record(row: Mapping[str, Any]) -> TaskRecord:
@@ -204,7 +252,7 @@ class SqlLedger(Ledger):
                          .values(heartbeat_at=now))
 
     @translate_db_errors
-    def cancel(self, task_id: str, *, owner: str | None = None,
+    def cancel(self, task_id: str, *, owner: str | None = None, by: str | None = None,
                now: dt.datetime | None = None) -> tuple[TaskRecord | None, bool]:
         """Mark a non-terminal task revoked and flag it for its handler.
 
@@ -222,6 +270,8 @@ class SqlLedger(Ledger):
                     progress=100, message="canceled",
                 )
             ).rowcount
+            if changed:
+                _add_event(conn, task_id, REVOKED, now, actor=by)
         return self.get(task_id, owner=owner), bool(changed)
 
     # --- writes from the worker -------------------------------------------------------
@@ -244,6 +294,8 @@ class SqlLedger(Ledger):
                         heartbeat_at=now, ended_at=None, updated_at=now, worker=worker,
                         attempts=tasks.c.attempts + 1, progress=0, message=None)
             ).rowcount
+            if changed:
+                _add_event(conn, task_id, STARTED, now, actor=worker)
         return bool(changed)
 
     @translate_db_errors
@@ -254,10 +306,12 @@ class SqlLedger(Ledger):
         if message is not None:
             values["message"] = message[:2000]
         with self.ac.connect() as conn:
-            conn.execute(
+            changed = conn.execute(
                 update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
                 .values(**values)
-            )
+            ).rowcount
+            if changed and message is not None:
+                _add_event(conn, task_id, "progress", now, progress=progress, message=message)
 
     @translate_db_errors
     def is_cancel_requested(self, task_id: str) -> bool:
@@ -284,6 +338,8 @@ class SqlLedger(Ledger):
                 update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
                 .values(**values)
             ).rowcount
+            if changed:
+                _add_event(conn, task_id, status, now, message=error)
         return bool(changed)
 
     @translate_db_errors
@@ -342,6 +398,93 @@ class SqlLedger(Ledger):
                 ).scalar_one()
         return [ActiveRow(r[0], r[1], r[2], r[3], _aware(r[4]), _aware(r[5]), r[6], r[7])
                 for r in rows], total
+
+    # --- the history (the console) ------------------------------------------------------
+
+    @translate_db_errors
+    def search(self, query: TaskQuery) -> tuple[list[TaskRow], int]:
+        """One page of the matching tasks (listing columns only) and their total count."""
+        cond: list[Any] = []
+        if query.owner is not None:
+            cond.append(tasks.c.owner == query.owner)
+        if query.task_types:
+            cond.append(tasks.c.task_type.in_(query.task_types))
+        if query.statuses:
+            cond.append(tasks.c.status.in_(query.statuses))
+        if query.since is not None:
+            cond.append(tasks.c.queued_at >= query.since)
+        if query.until is not None:
+            cond.append(tasks.c.queued_at < query.until)
+        if query.worker is not None:
+            cond.append(tasks.c.worker == query.worker)
+        if query.text:
+            pattern = _like(query.text)
+            cond.append(or_(tasks.c.id.like(pattern, escape="\\"),
+                            tasks.c.idempotency_key.like(pattern, escape="\\")))
+        if query.sort not in SORT_KEYS:
+            raise Rejected(f"sort: expected one of {', '.join(SORT_KEYS)}")
+        column = tasks.c[query.sort]
+        order = (column.desc(), tasks.c.id.desc()) if query.descending \
+            else (column.asc(), tasks.c.id.asc())
+        with self.ac.connect() as conn:
+            rows = conn.execute(select(*ROW_COLUMNS).where(*cond).order_by(*order)
+                                .offset(query.offset).limit(query.limit)).all()
+            total = conn.execute(select(func.count()).select_from(tasks).where(*cond)
+                                 ).scalar_one()
+        return [_row(r) for r in rows], int(total)
+
+    @translate_db_errors
+    def events(self, task_id: str) -> list[TaskEvent]:
+        """The task's timeline, oldest first."""
+        with self.ac.connect() as conn:
+            rows = conn.execute(
+                select(task_events.c.at, task_events.c.kind, task_events.c.progress,
+                       task_events.c.message, task_events.c.actor)
+                .where(task_events.c.task_id == task_id).order_by(task_events.c.id)
+            ).all()
+        return [TaskEvent(_aware(r[0]) or r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    @translate_db_errors
+    def retries(self, task_id: str, *, owner: str | None = None) -> list[TaskRow]:
+        """The tasks that retry ``task_id``, oldest first."""
+        cond = [tasks.c.retry_of == task_id]
+        if owner is not None:
+            cond.append(tasks.c.owner == owner)
+        with self.ac.connect() as conn:
+            rows = conn.execute(select(*ROW_COLUMNS).where(*cond)
+                                .order_by(tasks.c.queued_at, tasks.c.id)).all()
+        return [_row(r) for r in rows]
+
+    @translate_db_errors
+    def worker_seen(self, name: str, *, pid: int | None, queues: Iterable[str],
+                    started_at: dt.datetime | None, now: dt.datetime | None = None) -> None:
+        """Insert or refresh the worker's row."""
+        now = now or utcnow()
+        values = {"pid": pid, "queues": sorted(queues), "started_at": started_at,
+                  "seen_at": now}
+        with self.ac.connect() as conn:
+            if not conn.execute(update(workers).where(workers.c.name == name)
+                                .values(**values)).rowcount:
+                try:
+                    conn.execute(insert(workers), {"name": name, **values})
+                except IntegrityError:  # a concurrent first heartbeat of the same name
+                    conn.execute(update(workers).where(workers.c.name == name).values(**values))
+
+    @translate_db_errors
+    def worker_gone(self, name: str) -> None:
+        """Delete the worker's row."""
+        with self.ac.connect() as conn:
+            conn.execute(delete(workers).where(workers.c.name == name))
+
+    @translate_db_errors
+    def workers(self) -> list[WorkerRow]:
+        """Every worker row, most recently seen first."""
+        with self.ac.connect() as conn:
+            rows = conn.execute(select(workers.c.name, workers.c.pid, workers.c.queues,
+                                       workers.c.started_at, workers.c.seen_at)
+                                .order_by(workers.c.seen_at.desc())).all()
+        return [WorkerRow(r[0], r[1], list(r[2] or []), _aware(r[3]), _aware(r[4]) or r[4])
+                for r in rows]
 
     @translate_db_errors
     def count_active(self, owner: str) -> int:
@@ -419,6 +562,8 @@ class SqlLedger(Ledger):
                 update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED,
                                     tasks.c.heartbeat_at < cutoff).values(**values)
             ).rowcount
+            if changed:
+                _add_event(conn, task_id, status, now, message=error, actor="reaper")
         return bool(changed)
 
     @translate_db_errors
@@ -445,12 +590,15 @@ class SqlLedger(Ledger):
     def abandon(self, task_id: str, *, error: str, unchanged_since: dt.datetime) -> bool:
         now = utcnow()
         with self.ac.connect() as conn:
-            return bool(conn.execute(
+            changed = conn.execute(
                 update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_((QUEUED, RETRY)),
                                     tasks.c.updated_at < unchanged_since)
                 .values(status=FAILURE, error=error, completed_at=now, ended_at=now,
                         updated_at=now, progress=100)
-            ).rowcount)
+            ).rowcount
+            if changed:
+                _add_event(conn, task_id, FAILURE, now, message=error, actor="reaper")
+        return bool(changed)
 
     @translate_db_errors
     def touch(self, task_id: str, *, unchanged_since: dt.datetime | None = None) -> bool:
@@ -478,6 +626,7 @@ class SqlLedger(Ledger):
             conn.execute(insert(purged), [
                 {"id": v[0], "owner": v[1], "purged_at": now} for v in victims
             ])
+            conn.execute(delete(task_events).where(task_events.c.task_id.in_(ids)))
             conn.execute(delete(tasks).where(tasks.c.id.in_(ids)))
         return len(victims)
 

@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["metadata", "purged", "tasks"]
+__all__ = ["metadata", "purged", "task_events", "tasks", "workers"]
 
 metadata = MetaData()
 
@@ -50,6 +50,33 @@ tasks = Table(
     Index("ix_taskbroker_tasks_owner_status", "owner", "status"),
     Index("ix_taskbroker_tasks_completed", "completed_at"),
     Index("ix_taskbroker_tasks_type_completed", "task_type", "status", "completed_at"),
+    Index("ix_taskbroker_tasks_queued", "queued_at"),
+    Index("ix_taskbroker_tasks_retry_of", "retry_of"),
+)
+
+#: each task's timeline: starts, progress messages, retries, cancels (see ports.TaskEvent)
+task_events = Table(
+    "taskbroker_task_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("progress", Integer),
+    Column("message", Text),
+    Column("actor", String(255)),
+    Index("ix_taskbroker_task_events_task", "task_id", "id"),
+)
+
+#: one row per live worker, refreshed by its heartbeat
+workers = Table(
+    "taskbroker_workers",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("pid", Integer),
+    Column("queues", JSON, nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
 )
 
 purged = Table(
