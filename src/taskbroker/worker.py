@@ -12,13 +12,14 @@ from celery import signals
 from kombu import Queue
 
 from taskbroker.adapters.celery.app import make_celery_app
+from taskbroker.adapters.celery.presence import WorkerPresence
 from taskbroker.adapters.celery.tasks import make_runtime, register_task_types
 from taskbroker.adapters.sql import PRIVATE_ERRORS, TRANSIENT_ERRORS, use_pre_ping
 from taskbroker.app import ledger_for, load_app_plugins, migrate_database
 from taskbroker.core.settings import get_settings
 from taskbroker.observability.worker import install_worker_observability
 
-__all__ = ["app", "ledger", "plugins", "queues", "runtime"]
+__all__ = ["app", "ledger", "plugins", "presence", "queues", "runtime"]
 
 settings = get_settings()
 use_pre_ping()  # a database restart costs workers a reconnect, never a task
@@ -35,6 +36,8 @@ register_task_types(app, plugins.registry, runtime)
 queues = sorted({t.queue for t in plugins.registry.all()} | {settings.default_queue})
 app.conf.task_queues = [Queue(q, routing_key=q) for q in queues]
 install_worker_observability(app, settings)
+#: this worker's row in the ledger (the console's workers page)
+presence = WorkerPresence(ledger, interval=settings.heartbeat_interval, queues=queues)
 
 
 _main_pid: int | None = None
@@ -53,3 +56,19 @@ def _child_init(**_: object) -> None:
     ignores a cancel may be terminated; never in the solo pool's one process, which sends
     this signal too.  (Database pools were emptied at fork.)"""
     runtime.may_terminate = _main_pid is not None and os.getpid() != _main_pid
+
+
+@signals.worker_ready.connect
+def _ready(sender: object = None, **_: object) -> None:
+    """The worker consumes now: record its presence (its node name, as tasks record it)."""
+    consumer = getattr(sender, "task_consumer", None)
+    consumed = [q.name for q in getattr(consumer, "queues", None) or ()]
+    if consumed:  # what it was told to consume (-Q), else every queue
+        presence.queues = sorted(consumed)
+    presence.start(str(getattr(sender, "hostname", None) or os.getpid()))
+
+
+@signals.worker_shutdown.connect
+def _shutdown(**_: object) -> None:
+    """A warm shutdown: the worker's row goes."""
+    presence.stop()

@@ -953,6 +953,12 @@ def test_purge_removes_the_timeline_too(ledger: Ledger) -> None:
     assert ledger.events(task_id) == []
 
 
+def test_the_trace_id_of_the_start_is_kept(ledger: Ledger) -> None:
+    traced = new_task(ledger, trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
+    assert record(ledger, traced).trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert record(ledger, new_task(ledger)).trace_id is None
+
+
 def test_retries_lists_the_tasks_that_retry_a_task(ledger: Ledger) -> None:
     first = new_task(ledger, owner="alice", queued=1)
     again = new_task(ledger, owner="alice", queued=2, retry_of=first)

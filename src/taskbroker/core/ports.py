@@ -114,6 +114,8 @@ class TaskRecord:
     idempotency_key: str | None
     #: the task this one retries (``retry_task_tool``), if any
     retry_of: str | None = None
+    #: the OpenTelemetry trace id of the start (32 hex digits), when it was traced
+    trace_id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -238,6 +240,7 @@ class Ledger(abc.ABC):
     def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
                params: Mapping[str, Any], priority: int | None = None,
                idempotency_key: str | None = None, retry_of: str | None = None,
+               trace_id: str | None = None,
                now: dt.datetime | None = None) -> TaskRecord | None:
         """Insert a queued record, committed before this returns.
 

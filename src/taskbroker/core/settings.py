@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     jwt_roles_claim: str = Field(default="roles", description="JWT claim holding the roles.")
     rate_limits: str = Field(
         default="start: 30/minute; status: 600/minute; cancel: 60/minute; list: 120/minute; "
-        "list_types: 120/minute",
+        "list_types: 120/minute; search: 120/minute; inspect: 600/minute; workers: 60/minute",
         description="Per-user limits by operation ('op: N/period; ...', limits-library syntax; "
         "'op: none' disables one).",
     )

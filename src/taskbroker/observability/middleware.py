@@ -33,7 +33,7 @@ __all__ = ["ObservabilityMiddleware", "build_observability_middleware", "outcome
 log = structlog.get_logger("taskbroker.operations")
 
 #: operations that only read; successful ones are logged at debug level
-READ_OPERATIONS = frozenset({"status", "list", "list_types"})
+READ_OPERATIONS = frozenset({"status", "list", "list_types", "search", "inspect", "workers"})
 
 #: the message header carrying the publish time (epoch seconds) for the queue-wait histogram
 SENT_AT_HEADER = "sent_at"

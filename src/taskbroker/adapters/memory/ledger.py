@@ -134,6 +134,7 @@ class MemoryLedger(Ledger):
     def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
                params: Mapping[str, Any], priority: int | None = None,
                idempotency_key: str | None = None, retry_of: str | None = None,
+               trace_id: str | None = None,
                now: dt.datetime | None = None) -> TaskRecord | None:
         with self._lock:
             self._check()
@@ -151,6 +152,7 @@ class MemoryLedger(Ledger):
                 error=None, queued_at=now, started_at=None, completed_at=None, ended_at=None,
                 heartbeat_at=None, cancel_requested=False, worker=None, attempts=0,
                 priority=priority, idempotency_key=idempotency_key, retry_of=retry_of,
+                trace_id=trace_id,
             )
             self._updated[task_id] = now
             return None

@@ -199,6 +199,7 @@ class SqlLedger(Ledger):
     def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
                params: Mapping[str, Any], priority: int | None = None,
                idempotency_key: str | None = None, retry_of: str | None = None,
+               trace_id: str | None = None,
                now: dt.datetime | None = None) -> TaskRecord | None:
         """Insert a queued record in one autocommitted statement (see the port).
 
@@ -210,7 +211,7 @@ class SqlLedger(Ledger):
             id=task_id, task_type=task_type, task_name=task_name, owner=owner,
             params=dict(params), status=QUEUED, progress=0, queued_at=now, updated_at=now,
             cancel_requested=False, attempts=0, priority=priority,
-            idempotency_key=idempotency_key, retry_of=retry_of,
+            idempotency_key=idempotency_key, retry_of=retry_of, trace_id=trace_id,
         )
         try:
             with self.ac.connect() as conn:

@@ -45,6 +45,7 @@ tasks = Table(
     Column("priority", Integer),
     Column("idempotency_key", String(200)),
     Column("retry_of", String(64)),
+    Column("trace_id", String(32)),
     UniqueConstraint("owner", "idempotency_key", name="uq_taskbroker_tasks_idem"),
     Index("ix_taskbroker_tasks_status", "status", "task_type"),
     Index("ix_taskbroker_tasks_owner_status", "owner", "status"),

@@ -26,7 +26,8 @@ __all__ = ["OPERATIONS", "OPERATION_ARGUMENTS", "Call", "Chain", "Middleware"]
 log = logging.getLogger("taskbroker.middleware")
 
 #: the operations a TaskService offers, as middleware sees them
-OPERATIONS = ("start", "status", "cancel", "list", "list_types", "retry")
+OPERATIONS = ("start", "status", "cancel", "list", "list_types", "retry", "search", "inspect",
+              "workers")
 
 #: the arguments each operation accepts (any other is refused by validation, naming these)
 OPERATION_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -36,6 +37,9 @@ OPERATION_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "list": ("task_type", "limit"),
     "list_types": (),
     "retry": ("task_id",),
+    "search": ("query",),
+    "inspect": ("task_id",),
+    "workers": (),
 }
 
 

@@ -8,9 +8,12 @@ the seed are additions, never renames.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from taskbroker.core.ports import TaskEvent, TaskRecord, TaskRow, WorkerRow
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -22,8 +25,10 @@ __all__ = [
     "ActiveTasks",
     "CancelReceipt",
     "StartReceipt",
+    "TaskDetail",
     "TaskStatus",
     "TaskTypeInfo",
+    "WorkersView",
 ]
 
 #: The one status vocabulary of every answer (start, status, cancel, list, wait, the CLI): the
@@ -153,3 +158,30 @@ class TaskTypeInfo(BaseModel):
     idempotent: bool
     soft_time_limit: float | None
     time_limit: float | None
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    """What the console shows of one task (:meth:`TaskService.inspect`)."""
+
+    record: TaskRecord
+    #: the client-facing view (status vocabulary, final message)
+    status: TaskStatus
+    events: list[TaskEvent]
+    retries: list[TaskRow]
+
+
+@dataclass(frozen=True)
+class WorkersView:
+    """Workers, what they run, and queue depths from the ledger (:meth:`TaskService.workers`).
+
+    Attributes:
+        workers: every worker row (judge liveness by ``seen_at`` against ``read_at``).
+        running: started tasks by worker name.
+        queues: per queue, how many tasks are queued, running and waiting to retry.
+    """
+
+    workers: list[WorkerRow]
+    running: dict[str, list[TaskRow]]
+    queues: dict[str, dict[str, int]]
+    read_at: dt.datetime

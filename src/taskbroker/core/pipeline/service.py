@@ -8,6 +8,7 @@ every adapter gets the same rules.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import uuid
@@ -17,7 +18,12 @@ from typing import Any
 from taskbroker.core.contract.registry import Registry
 from taskbroker.core.estimates import EstimateBook
 from taskbroker.core.pipeline.chain import Call, Chain, Middleware
-from taskbroker.core.pipeline.errors import BrokerUnavailable, InvalidRequest, TaskNotFound
+from taskbroker.core.pipeline.errors import (
+    BrokerUnavailable,
+    InvalidRequest,
+    PermissionDenied,
+    TaskNotFound,
+)
 from taskbroker.core.pipeline.models import (
     CLIENT_STATUS,
     DEFAULT_LIST_LIMIT,
@@ -25,8 +31,10 @@ from taskbroker.core.pipeline.models import (
     ActiveTasks,
     CancelReceipt,
     StartReceipt,
+    TaskDetail,
     TaskStatus,
     TaskTypeInfo,
+    WorkersView,
 )
 from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.ports import (
@@ -36,7 +44,9 @@ from taskbroker.core.ports import (
     Broker,
   Ledger,
     Rejected,
+    TaskQuery,
     TaskRecord,
+    TaskRow,
     Unavailable,
     utcnow,
 )
@@ -86,7 +96,8 @@ class TaskService:
         #: each operation's handler (what :meth:`call` dispatches to)
         self._handlers: dict[str, Any] = {
             "start": self._start, "status": self._status, "cancel": self._cancel,
-            "list": self._list_active, "list_types": self._list_types, "retry": self._retry}
+            "list": self._list_active, "list_types": self._list_types, "retry": self._retry,
+            "search": self._search, "inspect": self._inspect, "workers": self._workers}
 
     # --- chain ------------------------------------------------------------------------
 
@@ -158,6 +169,21 @@ class TaskService:
         chain again (rate limits, role, validation of the stored params, audit)."""
         return self._run("retry", principal, {"task_id": task_id}, self._retry)
 
+    def search(self, principal: Principal | None, query: TaskQuery) -> tuple[list[TaskRow], int]:
+        """One page of the task history matching ``query`` and the total: the caller's own
+        tasks (``query.owner`` is replaced by the caller), everybody's for admins."""
+        return self._run("search", principal, {"query": query}, self._search)
+
+    def inspect(self, principal: Principal | None, task_id: str) -> TaskDetail:
+        """Everything the ledger knows about a task: its record, its timeline and the tasks
+        that retry it.  Another user's task is TaskNotFound, like an unknown one."""
+        return self._run("inspect", principal, {"task_id": task_id}, self._inspect)
+
+    def workers(self, principal: Principal | None) -> WorkersView:
+        """The workers (from their heartbeats) with what each runs now, and the queued and
+        running tasks per queue (admins only: it shows every user's work)."""
+        return self._run("workers", principal, {}, self._workers)
+
     def call(self, principal: Principal | None, operation: str,
              arguments: Mapping[str, Any]) -> Any:
         """Run ``operation`` with ``arguments`` exactly as a client sent them (an adapter that
@@ -186,7 +212,7 @@ class TaskService:
             task_name=task_type.celery_name,
             owner=principal.user_id, params=_redact(payload, task_type.secret_params),
             priority=call.args.get("priority"), idempotency_key=call.args.get("idempotency_key"),
-            retry_of=call.extra.get("retry_of"),
+            retry_of=call.extra.get("retry_of"), trace_id=_trace_id(headers),
         )
         if existing is None:
             # the record is committed before its message exists, so a worker never sees a
@@ -295,7 +321,9 @@ class TaskService:
                 message=f"Task {record.id} had already finished ({CLIENT_STATUS[record.status]}); "
                         "nothing was changed.",
             )
-        after, changed = self.ledger.cancel(record.id, owner=call.scope_owner)
+        assert call.principal is not None
+        after, changed = self.ledger.cancel(record.id, owner=call.scope_owner,
+                                            by=call.principal.user_id)
         if not changed:  # it finished between our read and the cancel
             assert after is not None
             return CancelReceipt(
@@ -330,6 +358,39 @@ class TaskService:
             queried_at=utcnow(),
         )
 
+    def _search(self, call: Call) -> tuple[list[TaskRow], int]:
+        query: TaskQuery = call.args["query"]
+        if call.scope_owner is not None:
+            query = dataclasses.replace(query, owner=call.scope_owner)
+        return self.ledger.search(query)
+
+    def _inspect(self, call: Call) -> TaskDetail:
+        record = self._visible(call)
+        return TaskDetail(record=record, status=record_to_status(record),
+                          events=self.ledger.events(record.id),
+                          retries=self.ledger.retries(record.id, owner=call.scope_owner))
+
+    def _workers(self, call: Call) -> WorkersView:
+        if call.scope_owner is not None:
+            raise PermissionDenied("permission denied: the workers view requires the "
+                                   "'admin' role")
+        running, _ = self.ledger.search(TaskQuery(statuses=(STARTED,), sort="queued_at",
+                                                  descending=False, limit=1000))
+        by_worker: dict[str, list[TaskRow]] = {}
+        for row in running:
+            by_worker.setdefault(row.worker or "?", []).append(row)
+        queues: dict[str, dict[str, int]] = {}
+        for task_type, status, count in self.ledger.active_counts():
+            queue = (self.registry.get(task_type).queue if task_type in self.registry
+                     else "(unknown type)")
+            tally = queues.setdefault(queue, {"queued": 0, "running": 0, "retry": 0})
+            key = {QUEUED: "queued", STARTED: "running"}.get(status, "retry")
+            tally[key] += count
+        for t in self.registry.all():
+            queues.setdefault(t.queue, {"queued": 0, "running": 0, "retry": 0})
+        return WorkersView(workers=self.ledger.workers(), running=by_worker,
+                           queues=dict(sorted(queues.items())), read_at=utcnow())
+
     def _list_types(self, call: Call) -> list[TaskTypeInfo]:
         return [
             TaskTypeInfo(
@@ -345,6 +406,14 @@ class TaskService:
             )
             for t in self.registry.all()
         ]
+
+
+def _trace_id(headers: Mapping[str, Any]) -> str | None:
+    """The trace id in a W3C ``traceparent`` header (``00-<32 hex>-<16 hex>-<flags>``)."""
+    parts = str(headers.get("traceparent", "")).split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
+        return parts[1].lower()
+    return None
 
 
 def _redact(payload: dict[str, Any], secret: frozenset[str]) -> dict[str, Any]:

@@ -11,6 +11,10 @@ from taskbroker.core.contract.registry import Registry
 from taskbroker.core.pipeline.chain import OPERATION_ARGUMENTS, Call, Middleware
 from taskbroker.core.pipeline.errors import InvalidRequest
 from taskbroker.core.pipeline.models import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
+from taskbroker.core.ports import ACTIVE, SORT_KEYS, TERMINAL, TaskQuery
+
+#: every state a ledger record can be in
+LEDGER_STATES = ACTIVE + TERMINAL
 
 __all__ = ["ValidationMiddleware", "check_arguments", "check_text"]
 
@@ -57,6 +61,31 @@ def _join(path: str, key: str) -> str:
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
+#: the largest page and offset a history search may ask for
+MAX_SEARCH_LIMIT, MAX_SEARCH_OFFSET = 200, 100_000
+
+
+def _check_query(query: object) -> None:
+    """A history search's criteria (what an adapter built from a form or a query string)."""
+    if not isinstance(query, TaskQuery):
+        raise InvalidRequest("query: expected a TaskQuery")
+    if not 1 <= query.limit <= MAX_SEARCH_LIMIT:
+        raise InvalidRequest(f"limit: expected 1..{MAX_SEARCH_LIMIT}, got {query.limit}")
+    if not 0 <= query.offset <= MAX_SEARCH_OFFSET:
+        raise InvalidRequest(f"offset: expected 0..{MAX_SEARCH_OFFSET}, got {query.offset}")
+    if query.sort not in SORT_KEYS:
+        raise InvalidRequest(f"sort: expected one of {', '.join(SORT_KEYS)}, got "
+                             f"{query.sort[:40]!r}")
+    unknown = [s for s in query.statuses if s not in LEDGER_STATES]
+    if unknown:
+        raise InvalidRequest(f"status: expected some of {', '.join(LEDGER_STATES)}, got "
+                             f"{unknown[0][:40]!r}")
+    if query.text is not None:
+        if len(query.text) > 200:
+            raise InvalidRequest("q: expected at most 200 characters")
+        check_text(query.text, "q")
+
+
 class ValidationMiddleware(Middleware):
     """Checks arguments: task type and params (start), task ids, filters, sizes.
 
@@ -73,7 +102,7 @@ class ValidationMiddleware(Middleware):
         check_arguments(args, OPERATION_ARGUMENTS.get(call.operation, ()))
         if call.operation == "start":
             self._check_start(call)
-        elif call.operation in ("status", "cancel", "retry"):
+        elif call.operation in ("status", "cancel", "retry", "inspect"):
             task_id = args.get("task_id")
             if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
                 shown = task_id if isinstance(task_id, str) else type(task_id).__name__
@@ -94,6 +123,9 @@ class ValidationMiddleware(Middleware):
                     or not 1 <= limit <= MAX_LIST_LIMIT):
                 raise InvalidRequest(
                     f"limit: expected an integer 1..{MAX_LIST_LIMIT}, got {limit!r}")
+
+        elif call.operation == "search":
+            _check_query(args.get("query"))
 
     def _check_start(self, call: Call) -> None:
         args = call.args

@@ -1,4 +1,5 @@
-"""The console's history: task timelines, worker heartbeats, and indexes for searching.
+"""The console's history: task timelines, worker heartbeats, each task's trace id, and indexes
+for searching.
 
 Revision ID: ledger_0004
 Revises: ledger_0003
@@ -43,6 +44,9 @@ def upgrade() -> None:
             sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
             sa.PrimaryKeyConstraint("name"),
         )
+    columns = {c["name"] for c in inspector.get_columns("taskbroker_tasks")}
+    if "trace_id" not in columns:
+        op.add_column("taskbroker_tasks", sa.Column("trace_id", sa.String(32), nullable=True))
     existing = {ix["name"] for ix in inspector.get_indexes("taskbroker_tasks")}
     if "ix_taskbroker_tasks_queued" not in existing:
         op.create_index("ix_taskbroker_tasks_queued", "taskbroker_tasks", ["queued_at"])
@@ -54,6 +58,7 @@ def downgrade() -> None:
     """Drop what upgrade made."""
     op.drop_index("ix_taskbroker_tasks_retry_of", table_name="taskbroker_tasks")
     op.drop_index("ix_taskbroker_tasks_queued", table_name="taskbroker_tasks")
+    op.drop_column("taskbroker_tasks", "trace_id")
     op.drop_table("taskbroker_workers")
     op.drop_index("ix_taskbroker_task_events_task", table_name="taskbroker_task_events")
     op.drop_table("taskbroker_task_events")
