@@ -186,6 +186,18 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long `serve` lets HTTP requests in flight (and open MCP "
         "sessions) finish before closing them.",
     )
+    console: bool = Field(
+        default=True, description="Serve the operator console at /ui (HTTP transport).")
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs console sessions; replicas behind one address must share "
+        "it (default: random per process, so a restart signs everybody out).",
+    )
+    trace_url_template: str | None = Field(
+        default=None,
+        description="Link for a task's trace id in the console, e.g. "
+        "'https://grafana.example/explore?traceId={trace_id}'.",
+    )
     log_payloads: bool = Field(
         default=False,
         description="Log task params and results (debugging only: they may hold personal "
@@ -238,10 +250,17 @@ class Settings(BaseSettings):
         default=None, description="Embedded mode: fixed admin bearer token (else generated)."
     )
 
-    @field_validator("redis_url", "database_url", mode="before")
+    @field_validator("redis_url", "database_url", "trace_url_template", mode="before")
     @classmethod
     def _empty_is_none(cls, v: object) -> object:
         return None if v == "" else v
+
+    @field_validator("trace_url_template")
+    @classmethod
+    def _trace_link(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith(("https://", "http://")) and "{trace_id}" in v):
+            raise ValueError("expected an http(s) URL containing {trace_id}")
+        return v
 
     @property
     def embedded(self) -> bool:

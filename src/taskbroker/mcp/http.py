@@ -17,7 +17,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from taskbroker.core.hosts import LOOPBACK_NAMES, HostPolicy
@@ -83,9 +83,11 @@ def create_http_app(
     metrics: Metrics | None = None,
     sessions: SessionLimits | None = None,
     ops_here: bool = True,
+    mounts: dict[str, ASGIApp] | None = None,
 ) -> ASGIApp:
     """The app serving MCP at /mcp (sessions managed by :class:`FairSessionManager`), with
-    /healthz, /readyz and /metrics unless ``ops_here`` is False (they have their own port)."""
+    /healthz, /readyz and /metrics unless ``ops_here`` is False (they have their own port),
+    and each of ``mounts`` (e.g. the console at /ui) behind the same Host check."""
     if ops_here:
         for route in ops_routes(service, metrics):
             mcp.custom_route(route.path, methods=["GET"], include_in_schema=False)(
@@ -106,6 +108,8 @@ def create_http_app(
         )
     finally:
         lowlevel_server.StreamableHTTPSessionManager = original  # type: ignore[misc]
+    for path, mounted in (mounts or {}).items():
+        app.router.routes.append(Mount(path, mounted))
     guarded = SingleAuthorizationMiddleware(app)
     return HostCheckMiddleware(guarded, HostPolicy.of(allowed_hosts))
 

@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +18,9 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 
 from taskbroker.app import App, local_principal
+from taskbroker.console.app import Console, ConsoleOptions, create_console_app
 from taskbroker.core.settings import Settings
+from taskbroker.core.waiting import TaskWatcher
 from taskbroker.mcp.server import ServerOptions, create_server
 from taskbroker.mcp.tokens import JWTVerifier, StaticTokenVerifier, add_token, new_token
 
@@ -118,6 +121,23 @@ def build_verifier(settings: Settings) -> TokenVerifier | None:
     return verifiers[0] if len(verifiers) == 1 else AnyOfVerifier(verifiers)
 
 
+def build_console(app: App, verifier: TokenVerifier | None,
+                  watcher: TaskWatcher) -> tuple[Any, Console]:
+    """The operator console over ``app``'s service (mounted at /ui by :func:`serve_mcp`)."""
+    from taskbroker.beat import beat_entries
+
+    settings = app.settings
+    secret = (settings.console_secret.get_secret_value().encode() if settings.console_secret
+              else secrets.token_bytes(32))
+    return create_console_app(app.service, verifier=verifier, watcher=watcher,
+                              options=ConsoleOptions(
+                                  secret=secret, trace_url=settings.trace_url_template,
+                                  heartbeat_seconds=settings.heartbeat_interval,
+                                  beat=lambda: beat_entries(app.plugins, settings),
+                                  beat_user=settings.beat_user,
+                                  local_principal=local_principal(settings)))
+
+
 class _Server:
     """uvicorn's server with our signal handling (see :func:`serve_mcp`)."""
 
@@ -194,8 +214,22 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
             issuer = public
         auth = AuthSettings(issuer_url=issuer, resource_server_url=public,
                             required_scopes=None, validate_token_resource=False)
+    options = server_options(settings)
+    watcher = TaskWatcher(app.service.ledger, interval=options.watch_interval)
     mcp = create_server(app.service, local_principal=principal, token_verifier=verifier,
-                        auth=auth, options=server_options(settings))
+                        auth=auth, options=options, watcher=watcher)
+    mounts: dict[str, Any] = {}
+    if settings.console:
+        console_app, console = build_console(app, verifier, watcher)
+        mounts["/ui"] = console_app
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        if settings.embedded and verifier is not None:
+            code = console.codes.issue(principal)
+            print(f"taskbroker: console: http://{shown}:{port}/ui/login/once?code={code}\n"
+                  "  (this link signs you in once, within 15 minutes; later, sign in at "
+                  f"http://{shown}:{port}/ui with the token)", file=sys.stderr, flush=True)
+        else:
+            log.info("serving the console on http://%s:%s/ui", shown, port)
     allowed = [h.strip() for h in settings.allowed_hosts.split(",") if h.strip()]
     sessions = SessionLimits(per_user=settings.sessions_per_user, total=settings.max_sessions,
                              rate=settings.session_rate,
@@ -203,7 +237,7 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
     ops_port = settings.ops_port
     http_app = create_http_app(mcp, app.service, host=host, allowed_hosts=allowed,
                                metrics=app.metrics, sessions=sessions,
-                               ops_here=ops_port is None)
+                               ops_here=ops_port is None, mounts=mounts)
     grace = max(1, round(settings.http_shutdown_seconds))
     servers = [_Server.make(uvicorn.Config(http_app, host=host, port=port, log_level="warning",
                                            access_log=False, timeout_graceful_shutdown=grace))]
