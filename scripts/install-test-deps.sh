@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Python packages, on a fresh machine:
-# redis-server (tests start their own), Prometheus + promtool (observability tests), helm.
+# redis-server (tests start their own), Prometheus + promtool (observability tests), Chromium
+# (the console's browser tests drive it with Playwright from PyPI), helm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "installing ${need[*]} from Debian packages" >&2

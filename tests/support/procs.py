@@ -229,7 +229,8 @@ def base_env(**extra: str) -> dict[str, str]:
     # functional tests run many calls as one user; rate-limit tests set their own limits
     env["TASKBROKER_RATE_LIMITS"] = ("start: 100000/minute; status: 1000000/minute; "
                                      "cancel: 100000/minute; list: 100000/minute; "
-                                     "list_types: 100000/minute")
+                                     "list_types: 100000/minute; search: 100000/minute; "
+                                     "inspect: 100000/minute; workers: 100000/minute")
     env["TASKBROKER_MAX_ACTIVE_PER_USER"] = "0"
     # functional tests open a session per call, many at once; the session tests set their own
     env["TASKBROKER_SESSION_RATE"] = "1000000/minute"

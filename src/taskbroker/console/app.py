@@ -218,7 +218,8 @@ class SecurityHeaders:
                     (b"content-security-policy", CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"),
+                    # not "no-referrer": Chromium then sends "Origin: null" with every POST
+                    (b"referrer-policy", b"same-origin"),
                     (b"cross-origin-opener-policy", b"same-origin"),
                 ]
                 if not static:
