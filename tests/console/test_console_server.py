@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
+from structlog.testing import capture_logs
 
 from taskbroker.console.app import ConsoleOptions, create_console_app
 from taskbroker.console.auth import COOKIE, LOGIN_COOKIE, SessionCodec
@@ -115,8 +117,16 @@ def test_a_bad_token_a_missing_nonce_and_an_outside_next_are_refused(world: Worl
     client = TestClient(world.app, base_url=BASE, follow_redirects=False)
     client.get("/login")
     nonce = client.cookies.get(LOGIN_COOKIE)
-    bad = client.post("/login", data={"token": "tb_wrong", "nonce": nonce})
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    try:
+        with capture_logs() as events:
+            bad = client.post("/login", data={"token": "tb_wrong", "nonce": nonce})
+    finally:
+        structlog.configure(**saved)
     assert bad.status_code == 401 and "not accepted" in bad.text
+    assert [e["action"] for e in events if e.get("audit")] == ["console.signin_refused"]
+    assert "tb_wrong" not in repr(events)
     assert client.cookies.get(COOKIE) is None
     client.get("/login")
     no_nonce = client.post("/login", data={"token": world.tokens["alice"], "nonce": "forged"})

@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from taskbroker.console.auth import COOKIE, LOGIN_COOKIE, PREFIX
 from taskbroker.console.forms import fields_for, params_from
+from taskbroker.core.audit import audit
 from taskbroker.core.pipeline.errors import InvalidRequest, TaskbrokerError
 from taskbroker.core.pipeline.models import CLIENT_STATUS
 from taskbroker.core.pipeline.principal import Principal
@@ -95,9 +96,12 @@ async def login(request: Request) -> Response:
                                 status=429)
     token = str(form.get("token") or "").strip()
     access = await console.verifier.verify_token(token) if token else None
+    address = request.client.host if request.client else None
     if access is None:
+        audit("console.signin_refused", user=None, client=address)
         return await login_form(request, error="That token was not accepted.", status=401)
     principal = Principal(access.subject or access.client_id, frozenset(access.scopes))
+    audit("console.signin", user=principal.user_id, client=address, via="token")
     session = console.codec.new(principal, expires_at=access.expires_at)
     response = RedirectResponse(_safe_next(str(form.get("next") or "")), 303)
     _set_session(request, response, console.codec.dumps(session), session.expires_at)
@@ -118,6 +122,8 @@ async def login_once(request: Request) -> Response:
     if principal is None:
         return await login_form(request, error="That sign-in link was used or has expired.",
                                 status=401)
+    audit("console.signin", user=principal.user_id,
+          client=request.client.host if request.client else None, via="one-time link")
     session = console.codec.new(principal)
     response = RedirectResponse(f"{PREFIX}/tasks", 303)
     _set_session(request, response, console.codec.dumps(session), session.expires_at)
