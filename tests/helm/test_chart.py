@@ -308,13 +308,28 @@ def test_secret_references_point_at_existing_secrets(render: RenderFn) -> None:
     assert env["TASKBROKER_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "taskbroker-redis"
     assert env["TASKBROKER_JWT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "taskbroker-jwt"
     assert env["TASKBROKER_TOKEN_FILE"]["value"] == "/etc/taskbroker/tokens/tokens"
+    assert env["TASKBROKER_CONSOLE_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "taskbroker-console", "key": "console-secret"}
     volumes = {v["name"]: v for v in server["spec"]["template"]["spec"]["volumes"]}
     assert volumes["tokens"]["secret"]["secretName"] == "taskbroker-tokens"
     # workers and beat get broker and database, but no client auth material
     for suffix in ("-worker-default", "-beat"):
         names = {e["name"] for e in containers(r.one("Deployment", suffix))[0]["env"]}
         assert {"TASKBROKER_DATABASE_URL", "TASKBROKER_REDIS_URL"} <= names
-        assert not {"TASKBROKER_JWT_SECRET", "TASKBROKER_TOKEN_FILE"} & names
+        assert not {"TASKBROKER_JWT_SECRET", "TASKBROKER_TOKEN_FILE",
+                    "TASKBROKER_CONSOLE_SECRET"} & names
+
+
+def test_console_settings(render: RenderFn) -> None:
+    config = scenario(render, "production").one("ConfigMap", "-config")["data"]
+    assert config["TASKBROKER_CONSOLE"] == "true"
+    assert config["TASKBROKER_TRACE_URL_TEMPLATE"] == (
+        "https://grafana.example.com/explore?traceId={trace_id}")
+    off = render((), ("console.enabled=false",))
+    assert off.returncode == 0 and "TASKBROKER_CONSOLE: \"false\"" in off.stdout
+    bad = render((), ("console.traceUrlTemplate=javascript:alert(1)",))
+    assert bad.returncode != 0 and "traceUrlTemplate" in bad.stderr
+    assert "TASKBROKER_CONSOLE_SECRET" not in render((), ()).stdout  # the ledger keeps one
 
 
 def test_dev_secrets_render_only_when_enabled(render: RenderFn) -> None:

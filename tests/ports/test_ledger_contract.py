@@ -968,6 +968,12 @@ def test_retries_lists_the_tasks_that_retry_a_task(ledger: Ledger) -> None:
     assert ledger.retries(again) == []
 
 
+def test_a_shared_secret_is_made_once_and_kept(ledger: Ledger) -> None:
+    key = ledger.shared_secret("console")
+    assert len(key) == 32 and ledger.shared_secret("console") == key
+    assert ledger.shared_secret("other") not in (key, b"")
+
+
 def test_workers_report_themselves_and_leave(ledger: Ledger) -> None:
     assert ledger.workers() == []
     ledger.worker_seen("w1", pid=11, queues=["b", "a"], started_at=at(0), now=at(1))
@@ -1019,6 +1025,7 @@ CALLS: dict[str, Callable[[Ledger], object]] = {
     "worker_seen": lambda led: led.worker_seen("w", pid=1, queues=["q"], started_at=None),
     "worker_gone": lambda led: led.worker_gone("w"),
     "workers": lambda led: led.workers(),
+    "shared_secret": lambda led: led.shared_secret("console"),
 }
 
 #: adapters that can be made unreachable

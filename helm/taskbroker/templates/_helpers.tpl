@@ -246,6 +246,13 @@ Redis and database for all; token/JWT for the server only.
   value: /etc/taskbroker/jwks/jwks.json
 {{- end }}
 {{- end }}
+{{- if and $v.console.enabled $v.console.existingSecret }}
+- name: TASKBROKER_CONSOLE_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.console.existingSecret }}
+      key: {{ $v.console.existingSecretKey }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

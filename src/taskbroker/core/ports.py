@@ -359,6 +359,12 @@ class Ledger(abc.ABC):
         """Every worker row, most recently seen first (the caller judges liveness)."""
 
     @abc.abstractmethod
+    def shared_secret(self, name: str) -> bytes:
+        """A random 32-byte key named ``name``, made by the first caller and the same for
+        every process on this ledger from then on (e.g. what signs console sessions, so all
+        server replicas accept each other's)."""
+
+    @abc.abstractmethod
     def ids(self, statuses: Iterable[str]) -> list[str]:
         """Ids of tasks in ``statuses`` (maintenance and tests)."""
 

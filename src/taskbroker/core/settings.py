@@ -190,8 +190,8 @@ class Settings(BaseSettings):
         default=True, description="Serve the operator console at /ui (HTTP transport).")
     console_secret: SecretStr | None = Field(
         default=None,
-        description="Key that signs console sessions; replicas behind one address must share "
-        "it (default: random per process, so a restart signs everybody out).",
+        description="Key that signs console sessions (default: a random key made once and kept "
+        "in the ledger database, shared by every server on it).",
     )
     trace_url_template: str | None = Field(
         default=None,

@@ -6,7 +6,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import secrets
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -128,7 +127,7 @@ def build_console(app: App, verifier: TokenVerifier | None,
 
     settings = app.settings
     secret = (settings.console_secret.get_secret_value().encode() if settings.console_secret
-              else secrets.token_bytes(32))
+              else app.ledger.shared_secret("console-sessions"))
     return create_console_app(app.service, verifier=verifier, watcher=watcher,
                               options=ConsoleOptions(
                                   secret=secret, trace_url=settings.trace_url_template,

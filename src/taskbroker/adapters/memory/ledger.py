@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import datetime as dt
 import json
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -95,6 +96,7 @@ class MemoryLedger(Ledger):
         self._purged: dict[str, tuple[str, dt.datetime]] = {}
         self._events: dict[str, list[TaskEvent]] = {}
         self._workers: dict[str, WorkerRow] = {}
+        self._secrets: dict[str, bytes] = {}
         #: when True, every call raises Unavailable (an outage, for tests)
         self.unavailable = False
 
@@ -353,6 +355,11 @@ class MemoryLedger(Ledger):
         with self._lock:
             self._check()
             return sorted(self._workers.values(), key=lambda w: w.seen_at, reverse=True)
+
+    def shared_secret(self, name: str) -> bytes:
+        with self._lock:
+            self._check()
+            return self._secrets.setdefault(name, os.urandom(32))
 
     def ids(self, statuses: Iterable[str]) -> list[str]:
         wanted = set(statuses)

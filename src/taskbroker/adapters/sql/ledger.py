@@ -17,10 +17,12 @@ read side by side; splitting it by method group would scatter those conditions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -49,6 +51,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from taskbroker.adapters.sql.engine import engine_for
 from taskbroker.adapters.sql.tables import purged, task_events, tasks, workers
+from taskbroker.adapters.sql.tables import secrets as secret_keys
 from taskbroker.core.ports import (
     ACTIVE,
     FAILURE,
@@ -486,6 +489,20 @@ class SqlLedger(Ledger):
                                 .order_by(workers.c.seen_at.desc())).all()
         return [WorkerRow(r[0], r[1], list(r[2] or []), _aware(r[3]), _aware(r[4]) or r[4])
                 for r in rows]
+
+    @translate_db_errors
+    def shared_secret(self, name: str) -> bytes:
+        """The key named ``name``: read, else made (a concurrent maker's key wins)."""
+        query = select(secret_keys.c.value).where(secret_keys.c.name == name)
+        with self.ac.connect() as conn:
+            value = conn.execute(query).scalar_one_or_none()
+            if value is None:
+                # another process may make it first: then its key is the one
+                with contextlib.suppress(IntegrityError):
+                    conn.execute(insert(secret_keys),
+                                 {"name": name, "value": os.urandom(32).hex()})
+                value = conn.execute(query).scalar_one()
+        return bytes.fromhex(value)
 
     @translate_db_errors
     def count_active(self, owner: str) -> int:

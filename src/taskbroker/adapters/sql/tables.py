@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["metadata", "purged", "task_events", "tasks", "workers"]
+__all__ = ["metadata", "purged", "secrets", "task_events", "tasks", "workers"]
 
 metadata = MetaData()
 
@@ -67,6 +67,14 @@ task_events = Table(
     Column("message", Text),
     Column("actor", String(255)),
     Index("ix_taskbroker_task_events_task", "task_id", "id"),
+)
+
+#: random keys the processes on one ledger share (ports.Ledger.shared_secret)
+secrets = Table(
+    "taskbroker_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
 )
 
 #: one row per live worker, refreshed by its heartbeat

@@ -1,5 +1,5 @@
-"""The console's history: task timelines, worker heartbeats, each task's trace id, and indexes
-for searching.
+"""The console's history: task timelines, worker heartbeats, each task's trace id, shared
+random keys, and indexes for searching.
 
 Revision ID: ledger_0004
 Revises: ledger_0003
@@ -34,6 +34,13 @@ def upgrade() -> None:
         )
         op.create_index("ix_taskbroker_task_events_task", "taskbroker_task_events",
                         ["task_id", "id"])
+    if not inspector.has_table("taskbroker_secrets"):
+        op.create_table(
+            "taskbroker_secrets",
+            sa.Column("name", sa.String(length=64), nullable=False),
+            sa.Column("value", sa.String(length=128), nullable=False),
+            sa.PrimaryKeyConstraint("name"),
+        )
     if not inspector.has_table("taskbroker_workers"):
         op.create_table(
             "taskbroker_workers",
@@ -60,5 +67,6 @@ def downgrade() -> None:
     op.drop_index("ix_taskbroker_tasks_queued", table_name="taskbroker_tasks")
     op.drop_column("taskbroker_tasks", "trace_id")
     op.drop_table("taskbroker_workers")
+    op.drop_table("taskbroker_secrets")
     op.drop_index("ix_taskbroker_task_events_task", table_name="taskbroker_task_events")
     op.drop_table("taskbroker_task_events")
