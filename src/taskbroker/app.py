@@ -57,6 +57,16 @@ def ledger_for(url: str) -> Ledger:
     return ledger
 
 
+def attach_change_feed(ledger: Ledger, settings: Settings) -> Ledger:
+    """In distributed mode, make ``ledger`` publish the id of every task it changes on Redis
+    (what wakes waiting clients on every server; :mod:`taskbroker.adapters.redis.changes`)."""
+    if settings.redis_url:
+        from taskbroker.adapters.redis.changes import ChangePublisher
+
+        ledger.on_change = ChangePublisher(settings.redis_url)
+    return ledger
+
+
 def is_sql_url(url: str) -> bool:
     """True when ``url`` names a SQL database (the schema is then migrated)."""
     return _scheme(url) in ("sqlite", "postgresql")
@@ -153,7 +163,7 @@ def build_app(settings: Settings | None = None, *, plugins: Plugins | None = Non
     if ledger is None:
         if settings.auto_migrate:
             migrate_database(settings, plugins)
-        ledger = ledger_for(settings.ledger_url)
+        ledger = attach_change_feed(ledger_for(settings.ledger_url), settings)
     celery: Celery | None = None
     if broker is None:
         from taskbroker.adapters.celery.app import make_celery_app

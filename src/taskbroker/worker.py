@@ -15,7 +15,7 @@ from taskbroker.adapters.celery.app import make_celery_app
 from taskbroker.adapters.celery.presence import WorkerPresence
 from taskbroker.adapters.celery.tasks import make_runtime, register_task_types
 from taskbroker.adapters.sql import PRIVATE_ERRORS, TRANSIENT_ERRORS, use_pre_ping
-from taskbroker.app import ledger_for, load_app_plugins, migrate_database
+from taskbroker.app import attach_change_feed, ledger_for, load_app_plugins, migrate_database
 from taskbroker.core.settings import get_settings
 from taskbroker.observability.worker import install_worker_observability
 
@@ -27,7 +27,7 @@ app = make_celery_app(settings)
 plugins = load_app_plugins(settings)
 if settings.auto_migrate:
     migrate_database(settings, plugins)
-ledger = ledger_for(settings.ledger_url)
+ledger = attach_change_feed(ledger_for(settings.ledger_url), settings)
 runtime = make_runtime(ledger, settings, transient_errors=TRANSIENT_ERRORS,
                        private_errors=PRIVATE_ERRORS)
 register_task_types(app, plugins.registry, runtime)

@@ -97,3 +97,74 @@ def test_the_wait_ends_at_its_deadline_and_an_unknown_task_yields_nothing() -> N
     reads = watcher.reads
     anyio.run(anyio.sleep, 10 * INTERVAL)
     assert watcher.reads == reads, "nobody waits: nothing is read"
+
+
+class _FeedForTests:
+    """A change source fed by the ledger's on_change hook, in this event loop (a stand-in for
+    Redis pub/sub; tests/core/test_change_feed.py runs the real one)."""
+
+    def __init__(self, ledger: MemoryLedger) -> None:
+        self.send, self.receive = anyio.create_memory_object_stream[str](1000)
+        ledger.on_change = self.send.send_nowait
+        self.subscriptions = 0
+
+    async def listen(self):  # type: ignore[no-untyped-def]
+        self.subscriptions += 1
+        yield None
+        async for task_id in self.receive:
+            yield task_id
+
+
+def test_with_a_feed_a_quiet_task_costs_no_reads_and_a_change_one() -> None:
+    ledger = MemoryLedger()
+    ids = [_task(ledger) for _ in range(200)]
+    feed = _FeedForTests(ledger)
+    watcher = TaskWatcher(ledger, changes=feed, fallback_interval=60, batch_seconds=0.01,
+                          linger_seconds=0)
+    seen: dict[str, list[str]] = {i: [] for i in ids}
+
+    async def main() -> None:
+        async def wait(task_id: str) -> None:
+            async for snap in watcher.follow(task_id, timeout=30):
+                seen[task_id].append(snap.status)
+
+        async with anyio.create_task_group() as group:
+            for task_id in ids:
+                group.start_soon(wait, task_id)
+            await anyio.sleep(0.2)
+            settled = watcher.reads  # each follower's first read and the subscription's
+            await anyio.sleep(0.5)
+            assert watcher.reads == settled  # nothing changed: nothing read
+            ledger.mark_started(ids[0], worker="w")
+            await anyio.sleep(0.2)
+            assert watcher.reads == settled + 1 and seen[ids[0]] == ["queued", "started"]
+            for task_id in ids:
+                ledger.cancel(task_id)
+
+    anyio.run(main)
+    assert all(s[-1] == "revoked" for s in seen.values())
+    assert feed.subscriptions == 1
+    assert watcher.reads <= 200 + 1 + 1 + 200  # cancels batched into few reads
+
+
+def test_with_a_feed_a_lost_notification_is_caught_by_the_fallback_read() -> None:
+    ledger = MemoryLedger()
+    task_id = _task(ledger)
+    feed = _FeedForTests(ledger)
+    watcher = TaskWatcher(ledger, changes=feed, fallback_interval=0.3, linger_seconds=0)
+    statuses: list[str] = []
+
+    async def main() -> None:
+        async def change_silently() -> None:
+            await anyio.sleep(0.1)
+            ledger.on_change = None  # the notification is lost
+            ledger.cancel(task_id)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(change_silently)
+            with anyio.fail_after(5):
+                async for snap in watcher.follow(task_id, timeout=30):
+                    statuses.append(snap.status)
+
+    anyio.run(main)
+    assert statuses == ["queued", "revoked"]

@@ -333,6 +333,36 @@ def test_typed_tools_and_waiting_over_stdio(dist_env: dict[str, str], tmp_path: 
     assert waited["status"] == "success" and waited["result"] == {"sum": 3, "steps": 2}
 
 
+def test_waiting_is_woken_by_redis_pub_sub_not_by_polling(dist_env: dict[str, str]) -> None:
+    """Reads by the fallback come every 120 s here, and polling would read every 10 s: a
+    wait that sees the task's steps (300 ms apart) was woken by the worker's change
+    notifications."""
+    env = dict(dist_env, TASKBROKER_WATCH_FALLBACK_SECONDS="120",
+               TASKBROKER_WATCH_INTERVAL="10")
+
+    async def body(c: Client) -> tuple[Any, list[float], float]:
+        progress: list[float] = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append(done)
+
+        started = await c.call_tool("start_background_task_tool",
+                                    {"task_type": "test_count", "params": {"n": 4,
+                                                                           "step_ms": 300}})
+        began = anyio.current_time()
+        waited = await c.call_tool("wait_for_task_tool",
+                                   {"task_id": started.structured_content["task_id"],
+                                    "timeout_seconds": 50}, progress_callback=on_progress)
+        return waited.structured_content, progress, anyio.current_time() - began
+
+    waited, progress, took = run_with(stdio_client(env), body)
+    assert waited["status"] == "success" and waited["result"] == {"sum": 10, "steps": 4}
+    # woken at each step: at least two of the steps after the first read were reported (a
+    # 10-s poll would have seen the first read and then the end)
+    assert len({25.0, 50.0, 75.0} & set(progress)) >= 2, progress
+    assert took < 9.5, took  # before the first 10-s poll could have come
+
+
 def test_summary_text_carries_a_finished_tasks_result_once(dist_env: dict[str, str]) -> None:
     """TASKBROKER_TOOL_TEXT=summary: the result travels in structured content only; the text
     describes it (size and keys) instead of repeating it."""

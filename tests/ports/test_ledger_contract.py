@@ -968,6 +968,35 @@ def test_retries_lists_the_tasks_that_retry_a_task(ledger: Ledger) -> None:
     assert ledger.retries(again) == []
 
 
+def test_every_change_and_only_a_change_is_notified(ledger: Ledger) -> None:
+    seen: list[str] = []
+    ledger.on_change = seen.append
+    try:
+        a = new_task(ledger)  # a new task: nobody waits for it yet
+        assert seen == []
+        assert ledger.mark_started(a, worker="w", now=at(1))
+        ledger.report_progress(a, 50, "half")
+        assert ledger.finish(a, status="success", result={}, now=at(2))
+        b = new_task(ledger)
+        ledger.cancel(b, by="carol")
+        assert seen == [a, a, a, b]
+        # writes that change nothing notify nothing
+        assert not ledger.mark_started(a, worker="w")
+        ledger.report_progress(a, 60, "late")
+        assert not ledger.finish(a, status="failure", error="x")
+        ledger.cancel(a)
+        assert seen == [a, a, a, b]
+
+        def broken(task_id: str) -> None:
+            raise RuntimeError("the feed is down")
+
+        ledger.on_change = broken  # a failing hook never fails the write
+        c = new_task(ledger)
+        assert ledger.mark_started(c, worker="w")
+    finally:
+        ledger.on_change = None
+
+
 def test_a_shared_secret_is_made_once_and_kept(ledger: Ledger) -> None:
     key = ledger.shared_secret("console")
     assert len(key) == 32 and ledger.shared_secret("console") == key

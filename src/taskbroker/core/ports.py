@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -49,6 +50,8 @@ __all__ = [
     "WorkerRow",
     "utcnow",
 ]
+
+_log = logging.getLogger("taskbroker.ledger")
 
 # --- the ledger's task states ----------------------------------------------------------------
 # (what clients see is derived from these in core.pipeline.models)
@@ -233,6 +236,22 @@ class Ledger(abc.ABC):
     terminal state or start it twice.  Methods raise :class:`Unavailable` when the store
     cannot be reached and :class:`Rejected` when it refuses a value.
     """
+
+    #: called with a task's id after this ledger object changed that task's state or progress
+    #: (a start, a progress report, a finish, a cancel, a reaper's verdict): how other
+    #: processes learn of changes without polling (see :mod:`taskbroker.core.waiting`).  A
+    #: failing hook never fails the write.
+    on_change: Callable[[str], None] | None = None
+
+    def _changed(self, task_id: str) -> None:
+        """Tell :attr:`on_change` that ``task_id`` changed (adapters call it after a write)."""
+        hook = self.on_change
+        if hook is not None:
+            try:
+                hook(task_id)
+            except Exception as exc:  # a lost notification costs a waiter one fallback poll
+                _log.debug("change notification for %s failed (%s)", task_id,
+                           type(exc).__name__)
 
     # --- writes from the service -------------------------------------------------------
 

@@ -119,8 +119,14 @@ class Settings(BaseSettings):
     )
     watch_interval: float = Field(
         default=0.5, gt=0, le=10,
-        description="Seconds between the shared reads of the tasks that clients wait for (one "
-        "query per interval for all waiters).",
+        description="Embedded mode: seconds between the shared reads of the tasks that "
+        "clients wait for (one query per interval for all waiters).",
+    )
+    watch_fallback_seconds: float = Field(
+        default=5.0, gt=0, le=300,
+        description="Distributed mode: waiting clients are woken by Redis pub/sub "
+        "notifications; every waited-for task is also read once per this many seconds, in "
+        "case a notification was lost.",
     )
     max_params_bytes: int = Field(
         default=65536, ge=256, description="Largest accepted params payload (JSON bytes)."

@@ -1,11 +1,20 @@
 """Waiting for tasks without polling the ledger per waiter.
 
 One :class:`TaskWatcher` per process (per event loop) serves every client that waits for a
-task: the MCP wait tool, a typed tool call waiting for its task, the console's live list.  A
-single background loop reads the snapshots of *all* watched tasks in one query every
-``interval`` seconds (:meth:`Ledger.snapshots`) and wakes the waiters of the tasks that
-changed; with nobody waiting it reads nothing.  A thousand waiters cost one query per interval,
-not a thousand.
+task: the MCP wait tool, a typed tool call waiting for its task, the console's live pages.
+A single background loop reads the snapshots of watched tasks (:meth:`Ledger.snapshots`) and
+wakes the waiters of the tasks that changed; with nobody waiting it reads nothing.
+
+Two ways to know when to read:
+
+* with a change feed (distributed mode: Redis pub/sub, one subscription per process while
+  anybody waits, see :mod:`taskbroker.adapters.redis.changes`), the loop reads only the
+  tasks whose ids were published, as they are published (batched over ``batch_seconds``),
+  plus every watched task once per ``fallback_interval`` in case a notification was lost:
+  a waiter whose task does not move costs next to nothing;
+* without one (embedded mode), it reads every watched task in one query every ``interval``.
+
+Either way a thousand waiters cost one query per read, not a thousand.
 
 Waiters are coroutines (anyio): a waiting client holds no thread.  :meth:`TaskWatcher.follow`
 yields a task's snapshot whenever it changes, until it is terminal or the deadline passes.
@@ -19,14 +28,24 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
 from taskbroker.core.ports import TERMINAL, Ledger, TaskSnapshot
 
-__all__ = ["TaskWatcher"]
+__all__ = ["ChangeSource", "TaskWatcher"]
 
 log = logging.getLogger("taskbroker.waiting")
+
+
+class ChangeSource(Protocol):
+    """Where a watcher hears of task changes (e.g. a Redis pub/sub subscription)."""
+
+    def listen(self) -> AsyncIterator[str | None]:
+        """``None`` whenever the source (re)connects (anything may have changed meanwhile),
+        then the id of every task that changes, until cancelled."""
+        ...
 
 
 @dataclass
@@ -39,19 +58,29 @@ class _Waiters:
 
 
 class TaskWatcher:
-    """Wakes coroutines waiting for task changes; one ledger query per interval for all.
+    """Wakes coroutines waiting for task changes; one ledger query per read for all.
 
     Args:
         ledger: where snapshots are read.
-        interval: seconds between reads while somebody waits.
+        interval: without a feed, seconds between reads while somebody waits.
+        changes: a change feed; reads then follow its notifications.
+        fallback_interval: with a feed, seconds between reads of every watched task.
+        batch_seconds: with a feed, how long notifications are gathered into one read.
+        linger_seconds: with a feed, how long the subscription outlives the last waiter.
         run_sync: how the blocking ledger read leaves the event loop (default: a worker
             thread per read).
     """
 
     def __init__(self, ledger: Ledger, *, interval: float = 0.5,
+                 changes: ChangeSource | None = None, fallback_interval: float = 5.0,
+                 batch_seconds: float = 0.05, linger_seconds: float = 30.0,
                  run_sync: Callable[..., object] | None = None) -> None:
         self.ledger = ledger
         self.interval = interval
+        self.changes = changes
+        self.fallback_interval = fallback_interval
+        self.batch_seconds = batch_seconds
+        self.linger_seconds = linger_seconds
         self._watched: dict[str, _Waiters] = {}
         self._loop_running = False
         self._run_sync = run_sync
@@ -118,27 +147,76 @@ class TaskWatcher:
 
     async def _loop(self) -> None:
         try:
-            while self._watched:
-                await anyio.sleep(self.interval)
-                ids = list(self._watched)
-                if not ids:
-                    continue
-                try:
-                    found = await self._read(ids)
-                except Exception as exc:  # the ledger blinked: waiters keep waiting
-                    log.warning("task watcher: ledger read failed (%s)", type(exc).__name__)
-                    continue
-                for task_id in ids:
-                    waiters = self._watched.get(task_id)
-                    if waiters is None:
-                        continue
-                    snapshot = found.get(task_id)
-                    if snapshot is not None and snapshot != waiters.last:
-                        waiters.last = snapshot
-                        for event in list(waiters.events):
-                            event.set()
+            if self.changes is None:
+                while self._watched:
+                    await anyio.sleep(self.interval)
+                    await self._refresh(list(self._watched))
+            else:
+                await self._follow_feed(self.changes)
         finally:
             self._loop_running = False
+            if self._watched:  # a waiter arrived while the loop was winding down
+                self._ensure_loop()
+
+    async def _follow_feed(self, changes: ChangeSource) -> None:
+        """Read what the feed names (batched), and everything once per fallback interval."""
+        pending: set[str] = set()
+        wake = [anyio.Event()]
+
+        async def listen() -> None:
+            async for task_id in changes.listen():
+                if task_id is None:  # (re)subscribed: whatever changed meanwhile is unknown
+                    pending.update(self._watched)
+                elif task_id in self._watched:
+                    pending.add(task_id)
+                else:
+                    continue
+                wake[0].set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(listen)
+            idle_until: float | None = None
+            while True:
+                # keep the subscription a while after the last waiter left (waits come in
+                # bursts; a new subscription costs a connection)
+                now = anyio.current_time()
+                if self._watched:
+                    idle_until = None
+                elif idle_until is None:
+                    idle_until = now + self.linger_seconds
+                elif now >= idle_until:
+                    break
+                timeout = self.fallback_interval if idle_until is None \
+                    else min(self.fallback_interval, idle_until - now)
+                with anyio.move_on_after(timeout) as quiet:
+                    await wake[0].wait()
+                    await anyio.sleep(self.batch_seconds)  # let a burst of changes gather
+                wake[0] = anyio.Event()
+                ids = list(self._watched) if quiet.cancelled_caught else \
+                    [i for i in pending if i in self._watched]
+                pending.clear()
+                if ids:
+                    await self._refresh(ids)
+            group.cancel_scope.cancel()
+
+    async def _refresh(self, ids: list[str]) -> None:
+        """Read ``ids`` in one query and wake the waiters of those that changed."""
+        if not ids:
+            return
+        try:
+            found = await self._read(ids)
+        except Exception as exc:  # the ledger blinked: waiters keep waiting
+            log.warning("task watcher: ledger read failed (%s)", type(exc).__name__)
+            return
+        for task_id in ids:
+            waiters = self._watched.get(task_id)
+            if waiters is None:
+                continue
+            snapshot = found.get(task_id)
+            if snapshot is not None and snapshot != waiters.last:
+                waiters.last = snapshot
+                for event in list(waiters.events):
+                    event.set()
 
 
 #: the running read loops (asyncio keeps only weak references to tasks)

@@ -120,6 +120,19 @@ def build_verifier(settings: Settings) -> TokenVerifier | None:
     return verifiers[0] if len(verifiers) == 1 else AnyOfVerifier(verifiers)
 
 
+def task_watcher(app: App) -> TaskWatcher:
+    """The process's watcher of waited-for tasks: woken by Redis pub/sub in distributed mode,
+    reading every ``TASKBROKER_WATCH_INTERVAL`` in embedded mode."""
+    settings = app.settings
+    changes = None
+    if settings.redis_url:
+        from taskbroker.adapters.redis.changes import ChangeFeed
+
+        changes = ChangeFeed(settings.redis_url)
+    return TaskWatcher(app.service.ledger, interval=settings.watch_interval, changes=changes,
+                       fallback_interval=settings.watch_fallback_seconds)
+
+
 def build_console(app: App, verifier: TokenVerifier | None,
                   watcher: TaskWatcher) -> tuple[Any, Console]:
     """The operator console over ``app``'s service (mounted at /ui by :func:`serve_mcp`)."""
@@ -192,7 +205,8 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
         _on_stop_signals(stop_stdio)
         try:
             create_server(app.service, local_principal=principal,
-                          options=server_options(settings)).run("stdio")
+                          options=server_options(settings), watcher=task_watcher(app)
+                          ).run("stdio")
         finally:
             cleanup()
         return
@@ -214,7 +228,7 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
         auth = AuthSettings(issuer_url=issuer, resource_server_url=public,
                             required_scopes=None, validate_token_resource=False)
     options = server_options(settings)
-    watcher = TaskWatcher(app.service.ledger, interval=options.watch_interval)
+    watcher = task_watcher(app)
     mcp = create_server(app.service, local_principal=principal, token_verifier=verifier,
                         auth=auth, options=options, watcher=watcher)
     mounts: dict[str, Any] = {}

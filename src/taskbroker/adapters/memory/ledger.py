@@ -187,8 +187,10 @@ class MemoryLedger(Ledger):
                 return _copy_or_none(record), False
             now = now or utcnow()
             self._event(task_id, REVOKED, now, actor=by)
-            return _copy(self._set(task_id, now, status=REVOKED, cancel_requested=True,
-                                   completed_at=now, progress=100, message="canceled")), True
+            after = _copy(self._set(task_id, now, status=REVOKED, cancel_requested=True,
+                                    completed_at=now, progress=100, message="canceled"))
+        self._changed(task_id)
+        return after, True
 
     # --- writes from the worker --------------------------------------------------------
 
@@ -204,7 +206,8 @@ class MemoryLedger(Ledger):
                       heartbeat_at=now, ended_at=None, worker=worker,
                       attempts=record.attempts + 1, progress=0, message=None)
             self._event(task_id, STARTED, now, actor=worker)
-            return True
+        self._changed(task_id)
+        return True
 
     def heartbeat(self, task_id: str) -> None:
         with self._lock:
@@ -225,6 +228,7 @@ class MemoryLedger(Ledger):
                 changes["message"] = message[:2000]
                 self._event(task_id, "progress", now, progress=progress, message=message)
             self._set(task_id, now, **changes)
+        self._changed(task_id)
 
     def is_cancel_requested(self, task_id: str) -> bool:
         with self._lock:
@@ -247,7 +251,8 @@ class MemoryLedger(Ledger):
                 changes["result"] = _as_json(result, "the result")
             self._set(task_id, now, **changes)
             self._event(task_id, status, now, message=error)
-            return True
+        self._changed(task_id)
+        return True
 
     def mark_ended(self, task_id: str, now: dt.datetime | None = None) -> None:
         with self._lock:
@@ -397,7 +402,8 @@ class MemoryLedger(Ledger):
                 changes.update(completed_at=now, progress=100)
             self._set(task_id, now, **changes)
             self._event(task_id, status, now, message=error, actor="reaper")
-            return True
+        self._changed(task_id)
+        return True
 
     def quiet_retries(self, cutoff: dt.datetime, limit: int = 500) -> list[TaskRecord]:
         with self._lock:
@@ -424,7 +430,8 @@ class MemoryLedger(Ledger):
             self._set(task_id, now, status=FAILURE, error=error, completed_at=now,
                       ended_at=now, progress=100)
             self._event(task_id, FAILURE, now, message=error, actor="reaper")
-            return True
+        self._changed(task_id)
+        return True
 
     def touch(self, task_id: str, *, unchanged_since: dt.datetime | None = None) -> bool:
         with self._lock:

@@ -276,6 +276,8 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, REVOKED, now, actor=by)
+        if changed:
+            self._changed(task_id)
         return self.get(task_id, owner=owner), bool(changed)
 
     # --- writes from the worker -------------------------------------------------------
@@ -300,6 +302,8 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, STARTED, now, actor=worker)
+        if changed:
+            self._changed(task_id)
         return bool(changed)
 
     @translate_db_errors
@@ -316,6 +320,8 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed and message is not None:
                 _add_event(conn, task_id, "progress", now, progress=progress, message=message)
+        if changed:
+            self._changed(task_id)
 
     @translate_db_errors
     def is_cancel_requested(self, task_id: str) -> bool:
@@ -344,6 +350,8 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, status, now, message=error)
+        if changed:
+            self._changed(task_id)
         return bool(changed)
 
     @translate_db_errors
@@ -582,6 +590,8 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, status, now, message=error, actor="reaper")
+        if changed:
+            self._changed(task_id)
         return bool(changed)
 
     @translate_db_errors
@@ -616,6 +626,8 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, FAILURE, now, message=error, actor="reaper")
+        if changed:
+            self._changed(task_id)
         return bool(changed)
 
     @translate_db_errors

@@ -1,0 +1,1 @@
+"""Redis beyond the broker: the task-change feed (:mod:`.changes`)."""
