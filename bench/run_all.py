@@ -47,7 +47,8 @@ EXPECTED_ROWS = (
     "idle server RSS",
     "worker RSS",
     "server RSS after",
-    "MCP server CPU per waiting client",
+    "MCP server CPU per waiting client per second (1 waiting)",
+    "MCP server CPU per waiting client per second (",
     "N-1/N-2 contingency",
     "metrics_computation",
 )

@@ -43,6 +43,8 @@ EXPORTED_METRICS = {
     "taskbroker_active_tasks",
     "taskbroker_rate_limit_denials_total",
     "taskbroker_worker_up",
+    "taskbroker_waited_tasks",
+    "taskbroker_wait_reads_total",
 } | {
     f"{h}{suffix}"
     for h in (

@@ -129,8 +129,12 @@ def task_watcher(app: App) -> TaskWatcher:
         from taskbroker.adapters.redis.changes import ChangeFeed
 
         changes = ChangeFeed(settings.redis_url)
-    return TaskWatcher(app.service.ledger, interval=settings.watch_interval, changes=changes,
-                       fallback_interval=settings.watch_fallback_seconds)
+    watcher = TaskWatcher(app.service.ledger, interval=settings.watch_interval,
+                          changes=changes, fallback_interval=settings.watch_fallback_seconds)
+    from taskbroker.observability.metrics import register_waiting
+
+    register_waiting(lambda: watcher.watching, lambda: watcher.reads)
+    return watcher
 
 
 def build_console(app: App, verifier: TokenVerifier | None,

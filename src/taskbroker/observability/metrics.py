@@ -29,7 +29,7 @@ from prometheus_client import (
     generate_latest,
     values,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -235,6 +235,43 @@ def register_active_tasks(ledger: Ledger, known_types: Iterable[str] = ()) -> Ac
     return collector
 
 
+class WaitingCollector(Collector):
+    """How many tasks clients wait for now, and how many ledger reads waking them took
+    (one read serves every waiter; with Redis pub/sub it happens only when a task moves)."""
+
+    def __init__(self, watching: Callable[[], int], reads: Callable[[], int]) -> None:
+        self._watching = watching
+        self._reads = reads
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the two families."""
+        yield GaugeMetricFamily("taskbroker_waited_tasks",
+                                "Tasks that clients of this server wait for now.",
+                                value=self._watching())
+        yield CounterMetricFamily("taskbroker_wait_reads",
+                                  "Ledger reads made to wake waiting clients (all of them).",
+                                  value=self._reads())
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing (values are read at collection)."""
+        return iter(())
+
+
+_waiting: WaitingCollector | None = None
+
+
+def register_waiting(watching: Callable[[], int], reads: Callable[[], int]) -> WaitingCollector:
+    """Export a task watcher's figures (replacing a collector registered earlier)."""
+    global _waiting
+    collector = WaitingCollector(watching, reads)
+    with _active_lock:
+        if _waiting is not None:
+            REGISTRY.unregister(_waiting)
+        REGISTRY.register(collector)
+        _waiting = collector
+    return collector
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The current metrics in the Prometheus text format, and its content type.
 
@@ -245,6 +282,7 @@ def render_metrics() -> tuple[bytes, str]:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    if _active is not None:
-        registry.register(_active)
+    for own in (_active, _waiting):
+        if own is not None:
+            registry.register(own)
     return generate_latest(registry), CONTENT_TYPE_LATEST
