@@ -56,7 +56,9 @@ LOG_DIR = Path(tempfile.gettempdir()) / "taskbroker-bench-logs"
 
 #: limits high enough that the rate limiter never refuses a benchmark call (it still runs)
 BENCH_RATE_LIMITS = ("start: 1000000/minute; status: 1000000/minute; list: 1000000/minute; "
-                     "cancel: 1000000/minute; list_types: 1000000/minute")
+                     "cancel: 1000000/minute; list_types: 1000000/minute; "
+                     "search: 1000000/minute; inspect: 1000000/minute; "
+                     "workers: 1000000/minute")
 
 #: the benchmark's callers: a plain user and an admin (who sees every task)
 USER = Principal("bench", frozenset())

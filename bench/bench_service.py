@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import itertools
 import statistics
 import sys
@@ -63,15 +64,16 @@ class Sizes:
     list_calls: int
     inspect_calls: int
     latency: int
+    history: tuple[int, ...]
 
     @classmethod
     def for_run(cls, tiny: bool) -> Sizes:
         """The full sizes, or seconds-long smoke sizes."""
         if tiny:
             return cls(start=40, status=40, queued=200, running=4, list_calls=5,
-                       inspect_calls=1, latency=8)
+                       inspect_calls=1, latency=8, history=(500, 2000))
         return cls(start=2000, status=4000, queued=10_000, running=50, list_calls=100,
-                   inspect_calls=6, latency=300)
+                   inspect_calls=6, latency=300, history=(10_000, 100_000))
 
 
 def bench_start_status(benv: BenchEnv, sizes: Sizes) -> tuple[list[Figure], list[str]]:
@@ -249,12 +251,70 @@ def bench_latency(benv: BenchEnv, sizes: Sizes) -> list[Figure]:
     return [fig]
 
 
+def _seed_finished(benv: BenchEnv, wanted: int) -> int:
+    """Top the ledger up to ``wanted`` finished tasks (5 types, 100 users, queued over the
+    last 30 days, a tenth failed); returns how many finished tasks there are."""
+    ledger = benv.app.ledger
+    have = len(ledger.ids(["success", "failure"]))
+    now = utcnow()
+    rows = []
+    for i in range(have, max(have, wanted)):
+        queued = now - dt.timedelta(seconds=(i * 7919) % (30 * 86400))
+        failed = i % 10 == 0
+        rows.append(dict(
+            id=str(uuid.uuid4()), task_type=f"history_{i % 5}", task_name="tb.history",
+            owner=USER.user_id if i % 100 == 0 else f"user{i % 100:02d}",
+            params={"n": i}, status="failure" if failed else "success", progress=100,
+            error="RuntimeError: boom" if failed else None, result=None if failed else {"i": i},
+            queued_at=queued, started_at=queued, completed_at=queued, updated_at=queued,
+            cancel_requested=False, attempts=1,
+            idempotency_key=f"history-{i}" if i % 3 == 0 else None))
+    for chunk in range(0, len(rows), 2000):
+        with ledger.engine.begin() as conn:
+            conn.execute(insert(tasks_table), rows[chunk:chunk + 2000])
+    return len(ledger.ids(["success", "failure"]))
+
+
+def bench_history(benv: BenchEnv, sizes: Sizes) -> list[Figure]:
+    """The console's task list (TaskService.search: a page of 25, newest first, and the
+    total) over a large ledger, at two sizes, against a status read in the same run."""
+    from taskbroker.core.ports import TaskQuery
+
+    service = benv.app.service
+    some_id = benv.app.ledger.ids(["queued"])[0]
+    figures: list[Figure] = []
+    grown: dict[str, list[tuple[int, float]]] = {}
+    for rows in sizes.history:
+        total = _seed_finished(benv, rows)
+        base = timed(lambda: service.status(ADMIN, some_id), sizes.list_calls)
+        cases = {
+            "admin, newest first": lambda: service.search(ADMIN, TaskQuery(limit=25)),
+            "user, newest first": lambda: service.search(USER, TaskQuery(limit=25)),
+            "admin, failures of one type": lambda: service.search(ADMIN, TaskQuery(
+                task_types=("history_1",), statuses=("failure",), limit=25)),
+            "admin, id or key text": lambda: service.search(ADMIN, TaskQuery(
+                text="history-3", limit=25)),
+        }
+        for label, fn in cases.items():
+            med, tail = summary(timed(fn, sizes.list_calls))
+            grown.setdefault(label, []).append((total, med))
+            if rows != sizes.history[-1]:
+                continue
+            history = ", ".join(f"{n:,} rows {t:.1f} ms" for n, t in grown[label])
+            figures.append(Figure(
+                f"console task list ({label}; {total:,} finished rows)", med, tail,
+                "ms", summary(base)[0], "TaskService.status (one row)",
+                target="info", met=None, note=f"grows: {history}; page of 25 + total"))
+    return figures
+
+
 def run(benv: BenchEnv, tiny: bool) -> list[Figure]:
     """Every service benchmark, in an order where no worker eats another's tasks."""
     sizes = Sizes.for_run(tiny)
     figures, _ = bench_start_status(benv, sizes)
     figures += bench_latency(benv, sizes)
     figures += bench_list(benv, sizes)
+    figures += bench_history(benv, sizes)
     return figures
 
 

@@ -38,6 +38,8 @@ EXPECTED_ROWS = (
     "start -> handler running",
     "list_active (admin",
     "list_active (user",
+    "console task list (admin, newest first",
+    "console task list (user, newest first",
     "MCP start: calls/s, 1 client",
     "MCP start: calls/s, 16 clients",
     "MCP server CPU per start",

@@ -913,6 +913,8 @@ def test_search_filters_sorts_pages_and_counts(ledger: Ledger) -> None:
     assert ids(text="%") == ([], 0)  # wildcards are literal
     assert ids(worker="w9") == ([a2], 1)
     assert ids(limit=1, offset=1) == ([a2], 3)
+    assert ids(limit=1, count_limit=1) == ([b1], 2)  # "more than 1"
+    assert ids(limit=1, count_limit=3) == ([b1], 3)
     assert ids(sort="owner", descending=False, limit=2) == ([a2, a1] if a2 < a1 else [a1, a2], 3)
     row = ledger.search(TaskQuery(statuses=("failure",)))[0][0]
     assert (row.task_type, row.owner, row.status, row.error, row.worker, row.attempts) == (

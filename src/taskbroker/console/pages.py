@@ -187,15 +187,18 @@ async def tasks(request: Request, console: Console, session: Session) -> Respons
     rows, total = await console.call(console.service.search, session.principal, query)
     types = sorted(t.name for t in console.service.registry.all())
     page = query.offset // PAGE_SIZE + 1
-    pages = max(1, -(-total // PAGE_SIZE))
+    capped = query.count_limit is not None and total > query.count_limit
+    pages = None if capped else max(1, -(-total // PAGE_SIZE))
+    shown_total = f"more than {query.count_limit:,}" if capped else f"{total:,}"
 
     def link(**changes: Any) -> str:
         merged = {k: v for k, v in {**given, **changes}.items() if v not in ("", None)}
         return f"{PREFIX}/tasks?{urlencode(merged)}"
 
     return console.render(request, "tasks.html", {
-        "rows": rows, "total": total, "given": given, "types": types,
-        "statuses": list(STATUS_FILTER), "page": page, "pages": pages, "link": link,
+        "rows": rows, "total": total, "shown_total": shown_total, "given": given,
+        "types": types, "statuses": list(STATUS_FILTER), "page": page, "pages": pages,
+        "has_next": len(rows) == PAGE_SIZE and (pages is None or page < pages), "link": link,
         "client": _client, "sort_keys": SORT_KEYS, "active": ACTIVE,
         "events_url": f"{PREFIX}/events?{request.url.query}"}, session=session)
 

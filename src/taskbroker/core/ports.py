@@ -184,6 +184,9 @@ class TaskQuery:
         worker: only tasks run (last) by this worker.
         sort, descending: the order (one of :data:`SORT_KEYS`; ties by id).
         offset, limit: the page.
+        count_limit: count matches up to this many only (the total is then
+            ``count_limit + 1``, read "more than count_limit"), so a page of a huge history
+            costs what a page costs; None counts them all.
     """
 
     owner: str | None = None
@@ -197,6 +200,7 @@ class TaskQuery:
     descending: bool = True
     offset: int = 0
     limit: int = 50
+    count_limit: int | None = 10_000
 
 
 class TaskEvent(NamedTuple):

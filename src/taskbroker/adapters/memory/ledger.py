@@ -330,7 +330,9 @@ class MemoryLedger(Ledger):
 
         found.sort(key=key, reverse=query.descending)
         page = found[query.offset:query.offset + query.limit]
-        return [_row(r) for r in page], len(found)
+        total = len(found) if query.count_limit is None else min(len(found),
+                                                                 query.count_limit + 1)
+        return [_row(r) for r in page], total
 
     def events(self, task_id: str) -> list[TaskEvent]:
         with self._lock:

@@ -441,7 +441,10 @@ class SqlLedger(Ledger):
         with self.ac.connect() as conn:
             rows = conn.execute(select(*ROW_COLUMNS).where(*cond).order_by(*order)
                                 .offset(query.offset).limit(query.limit)).all()
-            total = conn.execute(select(func.count()).select_from(tasks).where(*cond)
+            matching = select(tasks.c.id).where(*cond)
+            if query.count_limit is not None:
+                matching = matching.limit(query.count_limit + 1)
+            total = conn.execute(select(func.count()).select_from(matching.subquery())
                                  ).scalar_one()
         return [_row(r) for r in rows], int(total)
 

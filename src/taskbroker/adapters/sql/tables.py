@@ -52,6 +52,7 @@ tasks = Table(
     Index("ix_taskbroker_tasks_completed", "completed_at"),
     Index("ix_taskbroker_tasks_type_completed", "task_type", "status", "completed_at"),
     Index("ix_taskbroker_tasks_queued", "queued_at"),
+    Index("ix_taskbroker_tasks_owner_queued", "owner", "queued_at"),
     Index("ix_taskbroker_tasks_retry_of", "retry_of"),
 )
 

@@ -57,6 +57,9 @@ def upgrade() -> None:
     existing = {ix["name"] for ix in inspector.get_indexes("taskbroker_tasks")}
     if "ix_taskbroker_tasks_queued" not in existing:
         op.create_index("ix_taskbroker_tasks_queued", "taskbroker_tasks", ["queued_at"])
+    if "ix_taskbroker_tasks_owner_queued" not in existing:
+        op.create_index("ix_taskbroker_tasks_owner_queued", "taskbroker_tasks",
+                        ["owner", "queued_at"])
     if "ix_taskbroker_tasks_retry_of" not in existing:
         op.create_index("ix_taskbroker_tasks_retry_of", "taskbroker_tasks", ["retry_of"])
 
@@ -64,6 +67,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop what upgrade made."""
     op.drop_index("ix_taskbroker_tasks_retry_of", table_name="taskbroker_tasks")
+    op.drop_index("ix_taskbroker_tasks_owner_queued", table_name="taskbroker_tasks")
     op.drop_index("ix_taskbroker_tasks_queued", table_name="taskbroker_tasks")
     op.drop_column("taskbroker_tasks", "trace_id")
     op.drop_table("taskbroker_workers")

@@ -1,0 +1,155 @@
+"""Where a server's CPU goes per MCP call: py-spy samples a real `taskbroker serve` (and the
+chain-less peer) while real MCP clients call start, status or wait, and the samples are
+folded into a breakdown by layer.
+
+    .venv/bin/pip install py-spy        # a profiling tool, not a dependency
+    .venv/bin/python bench/profile_calls.py [--seconds 15] [--out bench/profiles]
+
+Writes one collapsed-stack file per (server, operation) into ``--out`` (flame-graph input:
+``inferno-flamegraph`` or speedscope read them) and prints, per file, the share of samples
+charged to each layer (see :data:`LAYERS`) (SDK dispatch, validation and
+serialisation, HTTP, thread hops, each taskbroker middleware, rate limit, ledger, publish,
+spans, metrics, logging).  Only samples of threads on the CPU are taken (py-spy leaves out
+threads blocked in a system call: waiting for Redis or PostgreSQL is not CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import anyio
+from bench_common import LOG_DIR, bench_environment
+from bench_mcp import PARKED_PARAMS, _sdk_batch, _served, _some_ids
+
+from tests.support.procs import free_port, taskbroker_argv
+
+#: (layer, substrings of a frame "function (file:line)"): a sample belongs to the first layer
+#: any of whose substrings appears anywhere in its stack, so work done *for* a layer (the rate
+#: limit's Redis round trip, the ledger's psycopg calls) is charged to that layer
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("rate limit (limits + redis)", ("middleware/ratelimit", "limits/")),
+    ("publish (kombu/celery/redis)", ("adapters/celery/", "kombu/", "celery/")),
+    ("ledger (SQLAlchemy + psycopg)", ("adapters/sql/", "sqlalchemy/", "psycopg/")),
+    ("estimates (ledger history)", ("core/estimates",)),
+    ("logging (structlog, stdlib)", ("structlog/", "logging/__init__", "observability/logging")),
+    ("spans (opentelemetry)", ("opentelemetry/",)),
+    ("metrics (prometheus_client)", ("prometheus_client/", "observability/metrics")),
+    ("validation (ours)", ("middleware/validation", "core/contract/registry")),
+    ("authorization/identity/audit (ours)", ("middleware/authorization", "middleware/identity",
+                                             "middleware/audit", "core/audit")),
+    ("observability middleware (ours)", ("observability/middleware",)),
+    ("TaskService + chain (ours)", ("core/pipeline/",)),
+]
+
+#: the layers a sample falls to when none of the above is on its stack, by its innermost
+#: frame that matches (their frames are around everything, so presence would say nothing)
+GENERIC: list[tuple[str, tuple[str, ...]]] = [
+    ("peer's own code", ("bench_peer_server",)),
+    ("MCP adapter (ours)", ("taskbroker/mcp/",)),
+    ("redis client (other)", ("redis/",)),
+    ("pydantic (SDK)", ("pydantic/", "pydantic_core")),
+    ("MCP SDK dispatch", ("mcp/server/", "mcp/shared/", "mcp_types")),
+    ("HTTP (uvicorn, starlette, h11, sse)", ("uvicorn/", "starlette/", "h11/", "sse_starlette/",
+                                             "httptools")),
+    ("thread hops, event loop (anyio/asyncio)", ("anyio/", "asyncio/", "concurrent/futures",
+                                                 "threading")),
+    ("json", ("json/",)),
+]
+
+
+def classify(stack: str) -> str:
+    """The layer of a folded stack (frames outermost first, separated by ';')."""
+    for layer, needles in LAYERS:
+        if any(n in stack for n in needles):
+            return layer
+    for frame in reversed(stack.split(";")):
+        for layer, needles in GENERIC:
+            if any(n in frame for n in needles):
+                return layer
+    return "other"
+
+
+def breakdown(folded: Path) -> list[tuple[str, float]]:
+    """Share of busy samples per layer in a py-spy ``--format raw`` file."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in folded.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if stack and n.isdigit():
+            counts[classify(stack)] += int(n)
+    busy = sum(counts.values()) or 1
+    return [(k, 100 * v / busy) for k, v in counts.most_common()]
+
+
+@contextlib.contextmanager
+def sampling(pid: int, out: Path, seconds: float) -> Iterator[None]:
+    """py-spy records ``pid``'s threads that are on the CPU into ``out``."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200",
+                             "-f", "raw", "-o", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        try:
+            proc.wait(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Profile start and status on taskbroker and the peer; print the breakdowns."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("profiles"))
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with bench_environment() as benv:
+        ours_port, peer_port = free_port(), free_port()
+        with _served(taskbroker_argv("serve", "--port", str(ours_port), "--no-worker"),
+                     benv.env, "profiled-server", ours_port) as ours, \
+             _served([sys.executable, str(Path(__file__).with_name("bench_peer_server.py")),
+                      "--port", str(peer_port), "--redis", benv.redis.url], benv.env,
+                     "profiled-peer", peer_port) as peer:
+            ids = _some_ids(benv)
+            targets = [("taskbroker", ours.pid, f"http://127.0.0.1:{ours_port}/mcp",
+                        "start_background_task_tool", "get_task_status_tool"),
+                       ("peer", peer.pid, f"http://127.0.0.1:{peer_port}/mcp", "start",
+                        "status")]
+            for label, pid, url, start_tool, status_tool in targets:
+                for op, tool in (("start", start_tool), ("status", status_tool)):
+                    def args_for(op: str = op) -> dict:
+                        if op == "start":
+                            return {"task_type": "test_parked", "params": dict(PARKED_PARAMS)}
+                        return {"task_id": ids[0]}
+
+                    folded = args.out / f"{label}-{op}.txt"
+                    calls = 0
+
+                    async def drive(url: str = url, tool: str = tool, pid: int = pid,
+                                    args_for: object = args_for) -> None:
+                        nonlocal calls
+                        deadline = anyio.current_time() + args.seconds
+                        while anyio.current_time() < deadline:
+                            await _sdk_batch(url, 16, 20, tool, args_for, pid)  # type: ignore[arg-type]
+                            calls += 16 * 20
+
+                    with sampling(pid, folded, args.seconds):
+                        anyio.run(drive)
+                    print(f"\n{label} {op}: {calls} calls, {folded}")
+                    for layer, share in breakdown(folded):
+                        print(f"  {share:5.1f}%  {layer}")
+    print(f"\nserver logs: {LOG_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
