@@ -5,12 +5,13 @@ folded into a breakdown by layer.
     .venv/bin/pip install py-spy        # a profiling tool, not a dependency
     .venv/bin/python bench/profile_calls.py [--seconds 15] [--out bench/profiles]
 
-Writes one collapsed-stack file per (server, operation) into ``--out`` (flame-graph input:
-``inferno-flamegraph`` or speedscope read them) and prints, per file, the share of samples
-charged to each layer (see :data:`LAYERS`) (SDK dispatch, validation and
-serialisation, HTTP, thread hops, each taskbroker middleware, rate limit, ledger, publish,
-spans, metrics, logging).  Only samples of threads on the CPU are taken (py-spy leaves out
-threads blocked in a system call: waiting for Redis or PostgreSQL is not CPU).
+Writes one gzipped collapsed-stack file per (server, transport, operation) into ``--out``
+(flame-graph input once unzipped: ``inferno-flamegraph`` or speedscope read them) and
+prints, per file, the share of samples charged to each layer (see :data:`LAYERS`: SDK
+dispatch, validation and serialisation, HTTP, thread hops, each taskbroker middleware, rate
+limit, ledger, publish, spans, metrics, logging).  Only samples of threads on the CPU are
+taken (py-spy leaves out threads blocked in a system call: waiting for Redis or PostgreSQL
+is not CPU).
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import gzip
+import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
 from bench_common import LOG_DIR, bench_environment
-from bench_mcp import PARKED_PARAMS, _sdk_batch, _served, _some_ids
+from bench_mcp import PARKED_PARAMS, _lean_waits, _sdk_batch, _served, _some_ids
 
+from tests.support.mcp_client import stdio_client
 from tests.support.procs import free_port, taskbroker_argv
 
 #: (layer, substrings of a frame "function (file:line)"): a sample belongs to the first layer
@@ -105,13 +110,37 @@ def sampling(pid: int, out: Path, seconds: float) -> Iterator[None]:
             proc.kill()
 
 
+def _report(label: str, folded: Path, calls: int) -> None:
+    """Print a profile's breakdown and keep it gzipped (flame-graph tools read it unzipped)."""
+    print(f"\n{label}: {calls} calls, {folded}.gz")
+    for layer, share in breakdown(folded):
+        print(f"  {share:5.1f}%  {layer}")
+    with folded.open("rb") as raw, gzip.open(f"{folded}.gz", "wb") as packed:
+        shutil.copyfileobj(raw, packed)
+    folded.unlink()
+
+
+def _stdio_pid() -> int:
+    """The `taskbroker serve --transport stdio` child of this process."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == me and b"stdio" in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+    raise RuntimeError("no stdio server child found")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Profile start and status on taskbroker and the peer; print the breakdowns."""
+    """Profile start, status and waiting on taskbroker (HTTP and stdio) and the peer."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("profiles"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    start_args = {"task_type": "test_parked", "params": dict(PARKED_PARAMS)}
     with bench_environment() as benv:
         ours_port, peer_port = free_port(), free_port()
         with _served(taskbroker_argv("serve", "--port", str(ours_port), "--no-worker"),
@@ -120,33 +149,55 @@ def main(argv: list[str] | None = None) -> int:
                       "--port", str(peer_port), "--redis", benv.redis.url], benv.env,
                      "profiled-peer", peer_port) as peer:
             ids = _some_ids(benv)
-            targets = [("taskbroker", ours.pid, f"http://127.0.0.1:{ours_port}/mcp",
+            targets = [("taskbroker-http", ours.pid, f"http://127.0.0.1:{ours_port}/mcp",
                         "start_background_task_tool", "get_task_status_tool"),
-                       ("peer", peer.pid, f"http://127.0.0.1:{peer_port}/mcp", "start",
+                       ("peer-http", peer.pid, f"http://127.0.0.1:{peer_port}/mcp", "start",
                         "status")]
             for label, pid, url, start_tool, status_tool in targets:
                 for op, tool in (("start", start_tool), ("status", status_tool)):
-                    def args_for(op: str = op) -> dict:
-                        if op == "start":
-                            return {"task_type": "test_parked", "params": dict(PARKED_PARAMS)}
-                        return {"task_id": ids[0]}
+                    def args_for(op: str = op) -> dict[str, Any]:
+                        return dict(start_args) if op == "start" else {"task_id": ids[0]}
 
                     folded = args.out / f"{label}-{op}.txt"
                     calls = 0
 
                     async def drive(url: str = url, tool: str = tool, pid: int = pid,
-                                    args_for: object = args_for) -> None:
+                                    args_for: Any = args_for) -> None:
                         nonlocal calls
                         deadline = anyio.current_time() + args.seconds
                         while anyio.current_time() < deadline:
-                            await _sdk_batch(url, 16, 20, tool, args_for, pid)  # type: ignore[arg-type]
+                            await _sdk_batch(url, 16, 20, tool, args_for, pid)
                             calls += 16 * 20
 
                     with sampling(pid, folded, args.seconds):
                         anyio.run(drive)
-                    print(f"\n{label} {op}: {calls} calls, {folded}")
-                    for layer, share in breakdown(folded):
-                        print(f"  {share:5.1f}%  {layer}")
+                    _report(f"{label} {op}", folded, calls)
+
+            # 200 clients inside wait_for_task_tool on tasks that do not move
+            folded = args.out / "taskbroker-http-wait.txt"
+            with sampling(ours.pid, folded, args.seconds):
+                anyio.run(_lean_waits, f"http://127.0.0.1:{ours_port}/mcp", ids, 200,
+                          args.seconds, 4, ours.pid)
+            _report("taskbroker-http wait (200 waiting)", folded, 200)
+
+        # stdio: one client, calls one after another (the transport's own cost shows)
+        async def over_stdio() -> None:
+            async with stdio_client(benv.env) as client:
+                pid = _stdio_pid()
+                await client.call_tool("get_task_status_tool", {"task_id": ids[0]})
+                for op, tool in (("start", "start_background_task_tool"),
+                                 ("status", "get_task_status_tool")):
+                    folded = args.out / f"taskbroker-stdio-{op}.txt"
+                    calls = 0
+                    with sampling(pid, folded, args.seconds):
+                        deadline = anyio.current_time() + args.seconds
+                        while anyio.current_time() < deadline:
+                            await client.call_tool(tool, dict(start_args) if op == "start"
+                                                   else {"task_id": ids[0]})
+                            calls += 1
+                    _report(f"taskbroker-stdio {op}", folded, calls)
+
+        anyio.run(over_stdio)
     print(f"\nserver logs: {LOG_DIR}")
     return 0
 

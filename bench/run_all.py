@@ -40,6 +40,7 @@ EXPECTED_ROWS = (
     "list_active (user",
     "console task list (admin, newest first",
     "console task list (user, newest first",
+    "start while retention purges",
     "MCP start: calls/s, 1 client",
     "MCP start: calls/s, 16 clients",
     "MCP server CPU per start",
