@@ -47,6 +47,8 @@ EXPECTED_ROWS = (
     "MCP status: calls/s, 1 client",
     "MCP status: calls/s, 16 clients",
     "MCP server CPU per status",
+    "MCP server CPU per start vs FastMCP 4 + Docket",
+    "MCP server CPU per status vs FastMCP 4 + Docket",
     "idle server RSS",
     "worker RSS",
     "server RSS after",
