@@ -172,46 +172,55 @@ def _throughput(server: Server, sizes: McpSizes) -> dict[str, tuple[float, float
 # --- lean JSON-RPC client for the 100,000-call memory run -------------------------------
 
 
+_LEAN_HEADERS = {"Accept": "application/json, text/event-stream",
+                 "Content-Type": "application/json"}
+
+
+def _parse(resp: httpx.Response) -> dict[str, Any]:
+    """A JSON-RPC answer, from a JSON body or the last event of an SSE body."""
+    text = resp.text
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [ln[5:].strip() for ln in text.splitlines() if ln.startswith("data:")]
+        text = data[-1] if data else "{}"
+    return json.loads(text) if text else {}
+
+
+async def _lean_session(http: httpx.AsyncClient, url: str, name: str) -> dict[str, str]:
+    """Initialize an MCP session by hand; the headers its requests carry."""
+    from mcp.types import LATEST_PROTOCOL_VERSION
+
+    headers = dict(_LEAN_HEADERS)
+    init = await http.post(url, headers=headers, json={
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": LATEST_PROTOCOL_VERSION, "capabilities": {},
+                   "clientInfo": {"name": name, "version": "0"}}})
+    init.raise_for_status()
+    version = _parse(init).get("result", {}).get("protocolVersion", LATEST_PROTOCOL_VERSION)
+    if sid := init.headers.get("mcp-session-id"):
+        headers["mcp-session-id"] = sid
+    headers["mcp-protocol-version"] = version
+    await http.post(url, headers=headers, json={
+        "jsonrpc": "2.0", "method": "notifications/initialized"})
+    return headers
+
+
 async def _lean_calls(url: str, tool: str, ids: list[str], total: int,
                       concurrency: int = 16) -> int:
     """``total`` tools/call requests over streamable HTTP with ``concurrency`` sessions,
     parsed just enough to check for errors; returns how many failed."""
-    from mcp.types import LATEST_PROTOCOL_VERSION
-
     failures = 0
     counter = itertools.count()
     cycle = itertools.cycle(ids)
-    base_headers = {"Accept": "application/json, text/event-stream",
-                    "Content-Type": "application/json"}
-
-    def parse(resp: httpx.Response) -> dict[str, Any]:
-        text = resp.text
-        if resp.headers.get("content-type", "").startswith("text/event-stream"):
-            data = [ln[5:].strip() for ln in text.splitlines() if ln.startswith("data:")]
-            text = data[-1] if data else "{}"
-        return json.loads(text) if text else {}
 
     async def session() -> None:
         nonlocal failures
         async with httpx.AsyncClient(timeout=30) as http:
-            headers = dict(base_headers)
-            init = await http.post(url, headers=headers, json={
-                "jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {"protocolVersion": LATEST_PROTOCOL_VERSION, "capabilities": {},
-                           "clientInfo": {"name": "bench", "version": "0"}}})
-            init.raise_for_status()
-            version = parse(init).get("result", {}).get("protocolVersion",
-                                                        LATEST_PROTOCOL_VERSION)
-            if sid := init.headers.get("mcp-session-id"):
-                headers["mcp-session-id"] = sid
-            headers["mcp-protocol-version"] = version
-            await http.post(url, headers=headers, json={
-                "jsonrpc": "2.0", "method": "notifications/initialized"})
+            headers = await _lean_session(http, url, "bench")
             while (i := next(counter)) < total:
                 resp = await http.post(url, headers=headers, json={
                     "jsonrpc": "2.0", "id": i + 1, "method": "tools/call",
                     "params": {"name": tool, "arguments": {"task_id": next(cycle)}}})
-                body = parse(resp) if resp.status_code == 200 else {}
+                body = _parse(resp) if resp.status_code == 200 else {}
                 if "error" in body or body.get("result", {}).get("isError", True):
                     failures += 1
 
@@ -341,10 +350,7 @@ async def _lean_waits(url: str, ids: list[str], waiters: int, seconds: float,
     """``waiters`` concurrent wait_for_task_tool calls (``seconds`` each) spread over
     ``sessions`` MCP sessions opened beforehand, by a lean JSON-RPC client.  Returns the
     server's CPU seconds and the wall seconds of the waits alone, and how many failed."""
-    from mcp.types import LATEST_PROTOCOL_VERSION
-
     failures = 0
-    base = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     per = -(-waiters // sessions)
     counts = [c for c in (min(per, waiters - k * per) for k in range(sessions)) if c > 0]
     async with contextlib.AsyncExitStack() as stack:
@@ -353,23 +359,7 @@ async def _lean_waits(url: str, ids: list[str], waiters: int, seconds: float,
             limits = httpx.Limits(max_connections=count + 2, max_keepalive_connections=count + 2)
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=seconds + 30, limits=limits))
-            headers = dict(base)
-            init = await http.post(url, headers=headers, json={
-                "jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {"protocolVersion": LATEST_PROTOCOL_VERSION, "capabilities": {},
-                           "clientInfo": {"name": "bench-wait", "version": "0"}}})
-            init.raise_for_status()
-            text = init.text
-            if init.headers.get("content-type", "").startswith("text/event-stream"):
-                text = [ln[5:] for ln in text.splitlines() if ln.startswith("data:")][-1]
-            version = json.loads(text).get("result", {}).get("protocolVersion",
-                                                             LATEST_PROTOCOL_VERSION)
-            if sid := init.headers.get("mcp-session-id"):
-                headers["mcp-session-id"] = sid
-            headers["mcp-protocol-version"] = version
-            await http.post(url, headers=headers, json={
-                "jsonrpc": "2.0", "method": "notifications/initialized"})
-            opened.append((http, headers))
+            opened.append((http, await _lean_session(http, url, "bench-wait")))
 
         async def wait(http: httpx.AsyncClient, headers: dict[str, str], i: int) -> None:
             nonlocal failures

@@ -35,7 +35,7 @@ ORIGIN = "http://testserver"
 class World:
     """An in-process taskbroker, its console, and a token per user."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, secure_cookies: bool = False) -> None:
         self.tb: InProcessTaskbroker = in_process_taskbroker(
             plugin_modules=["tests.support.sample_plugin"],
             settings={"rate_limits": "start: 1000/minute"})
@@ -47,7 +47,8 @@ class World:
         console_app, self.console = create_console_app(
             service, verifier=StaticTokenVerifier(token_file),
             watcher=TaskWatcher(service.ledger, interval=0.05),
-            options=ConsoleOptions(secret=SECRET, trace_url="https://traces.example/{trace_id}"))
+            options=ConsoleOptions(secret=SECRET, trace_url="https://traces.example/{trace_id}",
+                                   secure_cookies=secure_cookies))
         # mounted at /ui as `serve` mounts it (its cookies are scoped to /ui)
         self.app = Starlette(routes=[Mount("/ui", console_app)])
 
@@ -111,6 +112,23 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_keeps_no_token(world: World)
     page = client.get("/tasks")
     assert page.status_code == 200 and world.tokens["alice"] not in page.text
     assert form.status_code == 200
+
+
+def test_behind_a_tls_proxy_the_cookie_is_secure(tmp_path: Path) -> None:
+    """The proxy speaks plain HTTP to us; TASKBROKER_PUBLIC_URL is https (secure_cookies)."""
+    world = World(tmp_path, secure_cookies=True)
+    client = TestClient(world.app, base_url=BASE, follow_redirects=False)
+    form = client.get("/login")
+    login_cookie = form.headers["set-cookie"]
+    assert "Secure" in login_cookie
+    nonce = login_cookie.split(";")[0].split("=", 1)[1]
+    r = client.post("/login", data={"token": world.tokens["alice"], "nonce": nonce},
+                    headers={"Cookie": f"{LOGIN_COOKIE}={nonce}"})
+    cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith(f"{COOKIE}="))
+    assert "Secure" in cookie
+    (tmp_path / "plain").mkdir()
+    plain = World(tmp_path / "plain").client().get("/login").headers["set-cookie"]
+    assert "Secure" not in plain
 
 
 def test_a_bad_token_a_missing_nonce_and_an_outside_next_are_refused(world: World) -> None:

@@ -69,6 +69,8 @@ class ConsoleOptions:
             schedule text, params, schedule object), or None when no beat entries exist.
         beat_user: the user beat starts tasks as (their last run is looked up by it).
         local_principal: with authentication off, everybody is this principal.
+        secure_cookies: mark cookies ``Secure`` even when the request arrived over plain
+            HTTP (TLS ends at a proxy in front: ``TASKBROKER_PUBLIC_URL`` is https).
     """
 
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
@@ -77,6 +79,7 @@ class ConsoleOptions:
     beat: Callable[[], list[Any]] | None = None
     beat_user: str = "beat"
     local_principal: Principal | None = None
+    secure_cookies: bool = False
 
 
 class Console:

@@ -76,7 +76,7 @@ async def login_form(request: Request, *, error: str | None = None,
         "next": _safe_next(request.query_params.get("next")), "nonce": nonce,
         "error": error}, session=None, status=status)
     response.set_cookie(LOGIN_COOKIE, nonce, max_age=900, httponly=True, samesite="strict",
-                        path=PREFIX, secure=request.url.scheme == "https")
+                        path=PREFIX, secure=_secure(request))
     return response
 
 
@@ -109,10 +109,17 @@ async def login(request: Request) -> Response:
     return response
 
 
+def _secure(request: Request) -> bool:
+    """Cookies go over HTTPS only when the console is reached over HTTPS (directly, or
+    through a TLS proxy the configuration names)."""
+    console: Console = request.app.state.console
+    return request.url.scheme == "https" or console.options.secure_cookies
+
+
 def _set_session(request: Request, response: Response, value: str, expires_at: float) -> None:
     max_age = max(1, int(expires_at - dt.datetime.now(dt.UTC).timestamp()))
     response.set_cookie(COOKIE, value, max_age=max_age, httponly=True, samesite="strict",
-                        path=PREFIX, secure=request.url.scheme == "https")
+                        path=PREFIX, secure=_secure(request))
 
 
 async def login_once(request: Request) -> Response:

@@ -151,7 +151,9 @@ def build_console(app: App, verifier: TokenVerifier | None,
                                   heartbeat_seconds=settings.heartbeat_interval,
                                   beat=lambda: beat_entries(app.plugins, settings),
                                   beat_user=settings.beat_user,
-                                  local_principal=local_principal(settings)))
+                                  local_principal=local_principal(settings),
+                                  secure_cookies=(settings.public_url or "").startswith(
+                                      "https://")))
 
 
 class _Server:

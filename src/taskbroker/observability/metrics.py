@@ -223,14 +223,19 @@ _active: ActiveTasksCollector | None = None
 _active_lock = threading.Lock()
 
 
+def _swap(old: Collector | None, new: Collector) -> None:
+    """Register ``new`` in the default registry in place of ``old``."""
+    if old is not None:
+        REGISTRY.unregister(old)
+    REGISTRY.register(new)
+
+
 def register_active_tasks(ledger: Ledger, known_types: Iterable[str] = ()) -> ActiveTasksCollector:
     """Export active tasks from ``ledger`` (replacing a collector registered earlier)."""
     global _active
     collector = ActiveTasksCollector(ledger.active_counts, known_types)
     with _active_lock:
-        if _active is not None:
-            REGISTRY.unregister(_active)
-        REGISTRY.register(collector)
+        _swap(_active, collector)
         _active = collector
     return collector
 
@@ -265,9 +270,7 @@ def register_waiting(watching: Callable[[], int], reads: Callable[[], int]) -> W
     global _waiting
     collector = WaitingCollector(watching, reads)
     with _active_lock:
-        if _waiting is not None:
-            REGISTRY.unregister(_waiting)
-        REGISTRY.register(collector)
+        _swap(_waiting, collector)
         _waiting = collector
     return collector
 
