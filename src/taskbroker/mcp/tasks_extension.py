@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
 from mcp.shared.exceptions import MCPError
@@ -57,6 +59,10 @@ RATE_LIMITED = -32000
 
 _WORKING = {"pending", "started", "retry"}
 
+
+#: the longest poll interval advised for a long-running type (a client still hears of the
+#: end within this long)
+MAX_POLL_MS = 10_000
 
 class TaskIdParams(RequestParams):
     """``{"taskId": ...}`` of tasks/get and tasks/cancel."""
@@ -93,6 +99,7 @@ class TasksExtension(Extension):
         self.task_tools = frozenset(task_tools)
         self.ttl_ms = ttl_ms
         self.poll_interval_ms = poll_interval_ms
+        self._poll_cache: dict[str, tuple[int, float]] = {}
 
     def methods(self) -> Sequence[MethodBinding]:
         """tasks/get, tasks/update and tasks/cancel."""
@@ -115,14 +122,16 @@ class TasksExtension(Extension):
             status = await self.caller.run(self.service.status, receipt.task_id)
         except Exception as exc:  # refused like the plain tool: a tool-level error
             return error_result(exc, params.name)
-        return {"resultType": "task", **self._task(status, detailed=False)}
+        return {"resultType": "task", **self._task(status, detailed=False,
+                                                   poll_ms=await self._poll_ms(status))}
 
     # --- the methods --------------------------------------------------------------------
 
     async def _get(self, ctx: ServerRequestContext[Any, Any],
                    params: TaskIdParams) -> dict[str, Any]:
         status = await self._status(params.task_id)
-        return {"resultType": "complete", **self._task(status, detailed=True)}
+        return {"resultType": "complete",
+                **self._task(status, detailed=True, poll_ms=await self._poll_ms(status))}
 
     async def _update(self, ctx: ServerRequestContext[Any, Any],
                       params: TaskUpdateParams) -> dict[str, Any]:
@@ -161,13 +170,32 @@ class TasksExtension(Extension):
             raise MCPError(code=INTERNAL_ERROR,
                            message=str(to_tool_error(exc, "tasks").args[0])) from None
 
-    def _task(self, status: TaskStatus, *, detailed: bool) -> dict[str, Any]:
+    async def _poll_ms(self, status: TaskStatus) -> int:
+        """The advised poll interval for ``status``'s task: ``poll_interval_ms``, or longer
+        for a type whose measured runs take long (half the median, at most
+        :data:`MAX_POLL_MS`), so a client following a long task costs the server less."""
+        registry = self.service.registry
+        if not status.task_type or status.task_type not in registry:
+            return self.poll_interval_ms
+        now = time.monotonic()
+        cached = self._poll_cache.get(status.task_type)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        estimate = await anyio.to_thread.run_sync(self.service.estimates.estimate,
+                                                  registry.get(status.task_type))
+        advised = self.poll_interval_ms
+        if estimate.measured_runs:
+            advised = min(MAX_POLL_MS, max(advised, int(estimate.poll_interval_seconds * 1000)))
+        self._poll_cache[status.task_type] = (advised, now + 60.0)
+        return advised
+
+    def _task(self, status: TaskStatus, *, detailed: bool, poll_ms: int) -> dict[str, Any]:
         created = status.queued_at or dt.datetime.now(dt.UTC)
         updated = status.completed_at or status.started_at or created
         task: dict[str, Any] = {
             "taskId": status.task_id, "status": _extension_status(status.status),
             "createdAt": _iso(created), "lastUpdatedAt": _iso(updated),
-            "ttlMs": self.ttl_ms, "pollIntervalMs": self.poll_interval_ms,
+            "ttlMs": self.ttl_ms, "pollIntervalMs": poll_ms,
         }
         message = status.message or status.error
         if message:
