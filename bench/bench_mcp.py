@@ -259,7 +259,9 @@ def run(benv: BenchEnv, tiny: bool) -> list[Figure]:
     figures: list[Figure] = []
     # the reaper's passes (a lost-message scan reads every message id of a 10,000-message
     # queue) would land in random measurement windows: one pass an hour while measuring
-    server_env = dict(benv.env, TASKBROKER_REAPER_INTERVAL="3600")
+    # (and 1,000 clients of one user wait at once below: the per-user cap is lifted)
+    server_env = dict(benv.env, TASKBROKER_REAPER_INTERVAL="3600",
+                      TASKBROKER_MAX_WAITS_PER_USER="0")
     with _served(taskbroker_argv("serve", "--port", str(ours_port), "--no-worker"), server_env,
                  "server", ours_port) as ours_proc, \
          _served([sys.executable, str(Path(__file__).with_name("bench_peer_server.py")),

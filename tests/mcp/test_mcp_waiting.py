@@ -363,6 +363,49 @@ def test_waiting_is_woken_by_redis_pub_sub_not_by_polling(dist_env: dict[str, st
     assert took < 9.5, took  # before the first 10-s poll could have come
 
 
+def test_one_user_cannot_hold_unbounded_waits(dist_env: dict[str, str],
+                                              tmp_path: Path) -> None:
+    """TASKBROKER_MAX_WAITS_PER_USER=2: two waits are held, the third is refused at once with
+    RateLimitError, and a typed tool past the cap answers its task id at once."""
+    env = dict(dist_env, TASKBROKER_MAX_WAITS_PER_USER="2", TASKBROKER_TOOL_WAIT_SECONDS="30")
+
+    async def body(c: Client) -> tuple[list[Any], Any, float]:
+        started = await c.call_tool("start_background_task_tool", {
+            "task_type": "test_parked", "params": {"path": str(tmp_path / "never")}})
+        task_id = started.structured_content["task_id"]  # on a queue nobody consumes
+        answers: list[Any] = [None, None, None]
+        typed: list[Any] = []
+        took: list[float] = []
+
+        async def wait(i: int, after: float) -> None:
+            await anyio.sleep(after)
+            answers[i] = await c.call_tool("wait_for_task_tool",
+                                           {"task_id": task_id, "timeout_seconds": 3})
+
+        async def typed_call() -> None:
+            await anyio.sleep(1.0)  # while both waits are held
+            began = anyio.current_time()
+            typed.append(await c.call_tool("test_sleep", {"seconds": 5}))
+            took.append(anyio.current_time() - began)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait, 0, 0.0)
+            group.start_soon(wait, 1, 0.0)
+            group.start_soon(wait, 2, 0.5)
+            group.start_soon(typed_call)
+        return answers, typed[0], took[0]
+
+    answers, typed, took = run_with(stdio_client(env), body)
+    held = [a for a in answers if not a.is_error]
+    refused = [a for a in answers if a.is_error]
+    assert len(held) == 2 and all(a.structured_content["status"] == "pending" for a in held)
+    assert len(refused) == 1
+    assert tool_text(refused[0]).startswith("RateLimitError: too many waits at once")
+    assert not typed.is_error and "task_id" in typed.structured_content
+    assert "next" in typed.structured_content  # answered with its id, not waited for
+    assert took < 2.5, took  # not the 30 s tool wait
+
+
 def test_summary_text_carries_a_finished_tasks_result_once(dist_env: dict[str, str]) -> None:
     """TASKBROKER_TOOL_TEXT=summary: the result travels in structured content only; the text
     describes it (size and keys) instead of repeating it."""

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         description="Embedded mode: seconds between the shared reads of the tasks that "
         "clients wait for (one query per interval for all waiters).",
     )
+    max_waits_per_user: int = Field(
+        default=100, ge=0,
+        description="How many MCP calls of one user may wait for tasks at once (the wait tool, "
+        "typed tools); past it the wait tool answers RateLimitError and a typed tool its task "
+        "id at once. 0: no limit.",
+    )
     watch_fallback_seconds: float = Field(
         default=5.0, gt=0, le=300,
         description="Distributed mode: waiting clients are woken by Redis pub/sub "

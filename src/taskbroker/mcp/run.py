@@ -184,7 +184,8 @@ def server_options(settings: Settings) -> ServerOptions:
     return ServerOptions(wait_seconds=settings.tool_wait_seconds,
                          task_ttl_ms=None if retention is None else int(retention * 86_400_000),
                          watch_interval=settings.watch_interval,
-                         text=settings.tool_text)
+                         text=settings.tool_text,
+                         max_waits_per_user=settings.max_waits_per_user)
 
 
 def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port: int,

@@ -40,7 +40,7 @@ from taskbroker.mcp.caller import ServiceCaller
 from taskbroker.mcp.logging_capability import SessionLogLevels
 from taskbroker.mcp.raw_args import RawArguments
 from taskbroker.mcp.results import TextMode, answer_text, error_result
-from taskbroker.mcp.waiting import follow_task
+from taskbroker.mcp.waiting import WaitSlots, follow_task
 
 __all__ = ["MAX_WAIT_SECONDS", "seed_tools"]
 
@@ -188,9 +188,11 @@ def _timeout(arguments: dict[str, Any]) -> float:
 
 
 def seed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher,
-               levels: SessionLogLevels, *, text: TextMode = "json") -> list[Tool]:
+               levels: SessionLogLevels, *, text: TextMode = "json",
+               slots: WaitSlots | None = None) -> list[Tool]:
     """The seven tools over ``service``; ``text`` chooses what their text content carries
-    (:data:`~taskbroker.mcp.results.TextMode`)."""
+    (:data:`~taskbroker.mcp.results.TextMode`); ``slots`` caps each user's open waits."""
+    slots = slots or WaitSlots(0)
 
     def operation(name: str) -> Runner:
         async def run(arguments: dict[str, Any], _ctx: Context[Any, Any]) -> Any:
@@ -213,7 +215,8 @@ def seed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher
         timeout = _timeout(arguments)
         if status.status in FINAL_STATUSES:
             return status
-        await follow_task(ctx, watcher, levels, status.task_id, timeout=timeout)
+        async with slots.hold(caller.principal().user_id):
+            await follow_task(ctx, watcher, levels, status.task_id, timeout=timeout)
         result: TaskStatus = await caller.run(service.call, "status", {"task_id": task_id})
         return result
 

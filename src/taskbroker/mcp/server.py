@@ -28,6 +28,7 @@ from taskbroker.mcp.results import TextMode
 from taskbroker.mcp.seed_tools import MAX_WAIT_SECONDS, seed_tools
 from taskbroker.mcp.tasks_extension import TasksExtension
 from taskbroker.mcp.typed_tools import typed_tools
+from taskbroker.mcp.waiting import WaitSlots
 
 __all__ = ["MAX_WAIT_SECONDS", "ServerOptions", "create_server"]
 
@@ -59,6 +60,7 @@ class ServerOptions:
         watch_interval: seconds between the shared watcher's reads while clients wait.
         text: what tool answers carry as text beside structured content
             (:data:`~taskbroker.mcp.results.TextMode`).
+        max_waits_per_user: how many calls of one user may wait at once (0: no limit).
     """
 
     wait_seconds: float = 45.0
@@ -66,6 +68,7 @@ class ServerOptions:
     poll_interval_ms: int = 1000
     watch_interval: float = 0.5
     text: TextMode = "json"
+    max_waits_per_user: int = 100
 
 
 def create_server(
@@ -90,9 +93,11 @@ def create_server(
     watcher = watcher or TaskWatcher(service.ledger, interval=options.watch_interval)
     caller = ServiceCaller(local_principal)
     levels = SessionLogLevels()
+    slots = WaitSlots(options.max_waits_per_user)
     task_tools = typed_tools(service, caller, watcher, levels, wait_seconds=options.wait_seconds,
-                             text=options.text)
-    tools = seed_tools(service, caller, watcher, levels, text=options.text) + task_tools
+                             text=options.text, slots=slots)
+    tools = seed_tools(service, caller, watcher, levels, text=options.text,
+                       slots=slots) + task_tools
     mcp = MCPServer(
         name="taskbroker",
         version=taskbroker.__version__,

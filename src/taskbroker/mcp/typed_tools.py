@@ -25,6 +25,7 @@ from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.types import CallToolResult, ToolAnnotations
 
 from taskbroker.core.contract.tasktype import TaskType
+from taskbroker.core.pipeline.errors import RateLimited
 from taskbroker.core.pipeline.models import FINAL_STATUSES
 from taskbroker.core.pipeline.service import TaskService
 from taskbroker.core.waiting import TaskWatcher
@@ -32,34 +33,42 @@ from taskbroker.mcp.caller import ServiceCaller
 from taskbroker.mcp.logging_capability import SessionLogLevels
 from taskbroker.mcp.raw_args import RawArguments
 from taskbroker.mcp.results import TextMode, error_result, pending_result, tool_result
-from taskbroker.mcp.waiting import follow_task
+from taskbroker.mcp.waiting import WaitSlots, follow_task
 
 __all__ = ["typed_tools"]
 
 
 def typed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher,
                 levels: SessionLogLevels, *, wait_seconds: float,
-                text: TextMode = "json") -> list[Tool]:
-    """One tool per registered task type."""
-    return [_tool(t, service, caller, watcher, levels, wait_seconds, text)
+                text: TextMode = "json", slots: WaitSlots | None = None) -> list[Tool]:
+    """One tool per registered task type; ``slots`` caps each user's open waits (past it,
+    a call answers with its task id at once)."""
+    held = slots or WaitSlots(0)
+    return [_tool(t, service, caller, watcher, levels, wait_seconds, text, held)
             for t in service.registry.all()]
 
 
 def _tool(task_type: TaskType, service: TaskService, caller: ServiceCaller,
           watcher: TaskWatcher, levels: SessionLogLevels, wait_seconds: float,
-          text: TextMode) -> Tool:
+          text: TextMode, slots: WaitSlots) -> Tool:
     name = task_type.name
 
     async def run(arguments: dict[str, Any], ctx: Context[Any, Any]) -> CallToolResult:
         try:
             receipt = await caller.run(service.start, name, arguments)
-            await follow_task(ctx, watcher, levels, receipt.task_id, timeout=wait_seconds)
+            waited = wait_seconds
+            try:
+                async with slots.hold(caller.principal().user_id):
+                    await follow_task(ctx, watcher, levels, receipt.task_id,
+                                      timeout=wait_seconds)
+            except RateLimited:  # this user waits in too many calls: answer the task id now
+                waited = 0.0
             status = await caller.run(service.status, receipt.task_id)
         except Exception as exc:  # refused or unavailable: the documented error text
             return error_result(exc, name)
         if status.status in FINAL_STATUSES:
             return tool_result(status, text)
-        return pending_result(status, waited=wait_seconds)
+        return pending_result(status, waited=waited)
 
     role = f" Requires the {task_type.required_role!r} role." if task_type.required_role else ""
     description = (f"{task_type.description}{role} Runs as a background task: the result comes "
