@@ -28,12 +28,17 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Connection,
+    DateTime,
     Engine,
+    Integer,
+    String,
+    Text,
     and_,
     bindparam,
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -157,14 +162,18 @@ def _row(r: Any) -> TaskRow:
 def _add_event(conn: Connection, task_id: str, kind: str, at: dt.datetime, *,
                progress: int | None = None, message: str | None = None,
                actor: str | None = None) -> None:
-    """Append to a task's timeline unless it holds MAX_TASK_EVENTS already."""
-    count = conn.execute(select(func.count()).select_from(task_events)
-                         .where(task_events.c.task_id == task_id)).scalar_one()
-    if count < MAX_TASK_EVENTS:
-        conn.execute(insert(task_events), {
-            "task_id": task_id, "at": at, "kind": kind, "progress": progress,
-            "message": None if message is None else message[:2000],
-            "actor": None if actor is None else actor[:255]})
+    """Append to a task's timeline unless it holds MAX_TASK_EVENTS already, in one statement
+    (INSERT ... SELECT ... WHERE the task's count is under the bound)."""
+    held = (select(func.count()).select_from(task_events)
+            .where(task_events.c.task_id == task_id).scalar_subquery())
+    row = select(
+        literal(task_id, String(64)), literal(at, DateTime(timezone=True)),
+        literal(kind, String(16)), literal(progress, Integer),
+        literal(None if message is None else message[:2000], Text),
+        literal(None if actor is None else actor[:255], String(255)),
+    ).where(held < MAX_TASK_EVENTS)
+    conn.execute(insert(task_events).from_select(
+        ["task_id", "at", "kind", "progress", "message", "actor"], row))
 
 
 def _like(text: str) -> str:
@@ -276,8 +285,7 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, REVOKED, now, actor=by)
-        if changed:
-            self._changed(task_id)
+                self._changed(task_id)
         return self.get(task_id, owner=owner), bool(changed)
 
     # --- writes from the worker -------------------------------------------------------
@@ -302,8 +310,7 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, STARTED, now, actor=worker)
-        if changed:
-            self._changed(task_id)
+                self._changed(task_id)
         return bool(changed)
 
     @translate_db_errors
@@ -318,10 +325,11 @@ class SqlLedger(Ledger):
                 update(tasks).where(tasks.c.id == task_id, tasks.c.status == STARTED)
                 .values(**values)
             ).rowcount
-            if changed and message is not None:
-                _add_event(conn, task_id, "progress", now, progress=progress, message=message)
-        if changed:
-            self._changed(task_id)
+            if changed:
+                if message is not None:
+                    _add_event(conn, task_id, "progress", now, progress=progress,
+                               message=message)
+                self._changed(task_id)
 
     @translate_db_errors
     def is_cancel_requested(self, task_id: str) -> bool:
@@ -350,8 +358,7 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, status, now, message=error)
-        if changed:
-            self._changed(task_id)
+                self._changed(task_id)
         return bool(changed)
 
     @translate_db_errors
@@ -593,8 +600,7 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, status, now, message=error, actor="reaper")
-        if changed:
-            self._changed(task_id)
+                self._changed(task_id)
         return bool(changed)
 
     @translate_db_errors
@@ -629,8 +635,7 @@ class SqlLedger(Ledger):
             ).rowcount
             if changed:
                 _add_event(conn, task_id, FAILURE, now, message=error, actor="reaper")
-        if changed:
-            self._changed(task_id)
+                self._changed(task_id)
         return bool(changed)
 
     @translate_db_errors
