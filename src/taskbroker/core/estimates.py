@@ -78,13 +78,23 @@ class EstimateBook:
         self._cache: dict[str, tuple[float, Estimate]] = {}
         self._lock = threading.Lock()
 
+    def fresh(self, task_type: TaskType) -> Estimate | None:
+        """The cached estimate for ``task_type`` if it is still fresh, without any I/O (for
+        callers on an event loop), else None."""
+        with self._lock:
+            cached = self._cache.get(task_type.name)
+        if cached is not None and self._clock() - cached[0] < self.ttl:
+            return cached[1]
+        return None
+
     def estimate(self, task_type: TaskType) -> Estimate:
         """The estimate for ``task_type`` (never raises)."""
+        found = self.fresh(task_type)
+        if found is not None:
+            return found
         now = self._clock()
         with self._lock:
             cached = self._cache.get(task_type.name)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
         try:
             runs = self.ledger.run_seconds(task_type.name, limit=self.limit)
         except Exception as exc:  # the ledger is down: keep what we had, or the guess

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,7 +98,6 @@ class TasksExtension(Extension):
         self.task_tools = frozenset(task_tools)
         self.ttl_ms = ttl_ms
         self.poll_interval_ms = poll_interval_ms
-        self._poll_cache: dict[str, tuple[int, float]] = {}
 
     def methods(self) -> Sequence[MethodBinding]:
         """tasks/get, tasks/update and tasks/cancel."""
@@ -174,20 +172,17 @@ class TasksExtension(Extension):
         """The advised poll interval for ``status``'s task: ``poll_interval_ms``, or longer
         for a type whose measured runs take long (half the median, at most
         :data:`MAX_POLL_MS`), so a client following a long task costs the server less."""
-        registry = self.service.registry
+        registry, book = self.service.registry, self.service.estimates
         if not status.task_type or status.task_type not in registry:
             return self.poll_interval_ms
-        now = time.monotonic()
-        cached = self._poll_cache.get(status.task_type)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        estimate = await anyio.to_thread.run_sync(self.service.estimates.estimate,
-                                                  registry.get(status.task_type))
-        advised = self.poll_interval_ms
-        if estimate.measured_runs:
-            advised = min(MAX_POLL_MS, max(advised, int(estimate.poll_interval_seconds * 1000)))
-        self._poll_cache[status.task_type] = (advised, now + 60.0)
-        return advised
+        task_type = registry.get(status.task_type)
+        # the book's cache answers without I/O; a stale entry is read off the event loop
+        estimate = book.fresh(task_type) or await anyio.to_thread.run_sync(book.estimate,
+                                                                            task_type)
+        if not estimate.measured_runs:
+            return self.poll_interval_ms
+        return min(MAX_POLL_MS, max(self.poll_interval_ms,
+                                    int(estimate.poll_interval_seconds * 1000)))
 
     def _task(self, status: TaskStatus, *, detailed: bool, poll_ms: int) -> dict[str, Any]:
         created = status.queued_at or dt.datetime.now(dt.UTC)
