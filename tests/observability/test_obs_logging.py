@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
 from taskbroker.core.settings import Settings
@@ -67,3 +69,22 @@ def test_secrets_never_reach_the_output(captured: io.StringIO) -> None:
     first = lines(captured)[0]
     assert first["launch_code"] == "***" and first["ok"] == "visible"
     assert first["headers"] == {"Authorization": "***"}
+
+
+_SECRETISH = st.sampled_from(["Bearer ", "basic ", "token=", "SECRET: ", "password=",
+                              "api_key=", "Api-Key: ", "redis://u:p@h", "@", "://x:y@", "key"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=12), _SECRETISH), max_size=6).map("".join))
+def test_quick_check_never_skips_a_redaction(text: str) -> None:
+    """The one-search shortcut of _redact_text leaves a text unchanged only when the three
+    substitutions would have left it unchanged too."""
+    from taskbroker.observability import logging as obs_logging
+
+    full = obs_logging._KEY_VALUE.sub(
+        lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}***",
+        obs_logging._URL_CREDENTIALS.sub(
+            lambda m: f"{m.group(1)}***@",
+            obs_logging._BEARER.sub(lambda m: f"{m.group(1)} ***", text)))
+    assert obs_logging._redact_text(text) == full

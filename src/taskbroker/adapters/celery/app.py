@@ -14,9 +14,11 @@ from celery import Celery
 
 from taskbroker.core.settings import Settings
 
-__all__ = ["FS_TRANSPORT", "make_celery_app", "transport_options"]
+__all__ = ["FS_TRANSPORT", "REDIS_TRANSPORT", "make_celery_app", "transport_options"]
 
 FS_TRANSPORT = "taskbroker.adapters.celery.fs_transport:Transport"
+REDIS_TRANSPORT = "taskbroker.adapters.celery.redis_transport:Transport"
+
 
 def transport_options(settings: Settings) -> dict[str, Any]:
     """Broker transport options for the configured mode."""
@@ -47,6 +49,14 @@ def transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _transport(settings: Settings, broker_url: str) -> str | None:
+    if settings.embedded:
+        return FS_TRANSPORT
+    if broker_url.split("://", 1)[0].lower() in ("redis", "rediss"):
+        return REDIS_TRANSPORT
+    return None  # kombu picks the transport from the URL's scheme
+
+
 def make_celery_app(settings: Settings) -> Celery:
     """A Celery app for ``settings``: filesystem broker when embedded, Redis otherwise."""
     if settings.embedded:
@@ -58,8 +68,9 @@ def make_celery_app(settings: Settings) -> Celery:
     app = Celery("taskbroker", set_as_current=False)
     app.conf.update(
         broker_url=broker_url,
-        # embedded: kombu's filesystem transport, with atomic message writes
-        broker_transport=FS_TRANSPORT if settings.embedded else None,
+        # embedded: kombu's filesystem transport, with atomic message writes; Redis: kombu's,
+        # with one client per channel instead of one per message
+        broker_transport=_transport(settings, broker_url),
         result_backend=backend,
         broker_transport_options=transport_options(settings),
         result_backend_transport_options={"retry_policy": {"timeout": settings.broker_timeout}},
