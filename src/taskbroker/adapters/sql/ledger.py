@@ -54,6 +54,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from taskbroker.adapters.sql.direct import direct_statements
 from taskbroker.adapters.sql.engine import engine_for
 from taskbroker.adapters.sql.tables import purged, task_events, tasks, workers
 from taskbroker.adapters.sql.tables import secrets as secret_keys
@@ -199,6 +200,8 @@ class SqlLedger(Ledger):
         self.engine = engine
         #: the same pool in autocommit mode: one round trip per single-statement read or write
         self.ac = engine.execution_options(isolation_level="AUTOCOMMIT")
+        #: a start's insert and a status's read on the driver's cursor (PostgreSQL + psycopg)
+        self.direct = direct_statements(engine)
 
     @classmethod
     def from_url(cls, url: str) -> SqlLedger:
@@ -226,8 +229,11 @@ class SqlLedger(Ledger):
             idempotency_key=idempotency_key, retry_of=retry_of, trace_id=trace_id,
         )
         try:
-            with self.ac.connect() as conn:
-                conn.execute(_INSERT, values)
+            if self.direct is not None:
+                self.direct.insert(values)
+            else:
+                with self.ac.connect() as conn:
+                    conn.execute(_INSERT, values)
         except IntegrityError:
             if idempotency_key is not None:
                 existing = self.by_idempotency_key(owner, idempotency_key)
@@ -373,6 +379,9 @@ class SqlLedger(Ledger):
     @translate_db_errors
     def get(self, task_id: str, *, owner: str | None = None) -> TaskRecord | None:
         """The record for ``task_id`` (None when absent or, with ``owner``, not theirs)."""
+        if self.direct is not None:
+            found = self.direct.get(task_id, owner)
+            return _record(found) if found else None
         with self.ac.connect() as conn:
             if owner is None:
                 row = conn.execute(_GET, {"id": task_id}).mappings().first()
