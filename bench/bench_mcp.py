@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
+import bench_flows
 import httpx
 from bench_common import (
     LOG_DIR,
@@ -277,6 +278,7 @@ def run(benv: BenchEnv, tiny: bool) -> list[Figure]:
         ours_t = _throughput(ours, sizes)
         peer_t = _throughput(peer, sizes)
         figures += _docket_rows(benv, ours_t, sizes)
+        figures += bench_flows.run(benv, ours.url, ours.proc.pid, tiny)
         for op in ("start", "status"):
             for c in ("1", "16"):
                 rate, _, lat = ours_t[op + c]

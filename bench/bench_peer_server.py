@@ -3,9 +3,10 @@ benchmark (same SDK, same transport, same Celery calls, nothing else).
 
 Its ``start`` tool is a raw ``send_task`` and its ``status`` tool a raw
 ``AsyncResult(id).state``, each run in a worker thread like taskbroker's tools.  Run by
-``bench_mcp.py`` as a subprocess:
+``bench_mcp.py`` as a subprocess (``bench_flows.py`` runs it over stdio):
 
     python bench/bench_peer_server.py --port 8123 --redis redis://127.0.0.1:6379/0
+    python bench/bench_peer_server.py --transport stdio --redis redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class State(BaseModel):
     status: str
 
 
-def build(redis_url: str) -> Any:
-    """The peer's Starlette app (MCP over streamable HTTP at /mcp)."""
+def build(redis_url: str) -> MCPServer:
+    """The peer MCP server (start and status tools)."""
     celery = Celery("peer", broker=redis_url, backend=redis_url, set_as_current=False)
     celery.conf.update(task_serializer="json", result_serializer="json",
                        accept_content=["json"])
@@ -63,20 +64,25 @@ def build(redis_url: str) -> Any:
         state = await anyio.to_thread.run_sync(lambda: AsyncResult(task_id, app=celery).state)
         return State(task_id=task_id, status=state)
 
-    return mcp.streamable_http_app(
-        streamable_http_path="/mcp",
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-    )
+    return mcp
 
 
 def main() -> None:
     """Serve the peer until killed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--redis", required=True)
+    ap.add_argument("--transport", choices=("http", "stdio"), default="http")
     args = ap.parse_args()
-    uvicorn.run(build(args.redis), host="127.0.0.1", port=args.port, log_level="warning",
-                access_log=False)
+    mcp = build(args.redis)
+    if args.transport == "stdio":
+        mcp.run("stdio")
+        return
+    app = mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

@@ -94,12 +94,16 @@ def breakdown(folded: Path) -> list[tuple[str, float]]:
     return [(k, 100 * v / busy) for k, v in counts.most_common()]
 
 
+#: more py-spy options (e.g. ``--gil``: only the thread holding the GIL, i.e. Python on CPU)
+EXTRA: list[str] = []
+
+
 @contextlib.contextmanager
 def sampling(pid: int, out: Path, seconds: float) -> Iterator[None]:
     """py-spy records ``pid``'s threads that are on the CPU into ``out``."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     proc = subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200",
-                             "-f", "raw", "-o", str(out), "--nonblocking"],
+                             "-f", "raw", "-o", str(out), "--nonblocking", *EXTRA],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield

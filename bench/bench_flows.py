@@ -1,0 +1,243 @@
+"""The MCP rows beyond plain start/status over HTTP: the tasks-extension flow (``tasks/get``)
+and stdio, each against FastMCP 4 + Docket measured in the same run (and stdio against the
+chain-less peer too).
+
+- ``tasks/get``: 16 SDK sessions that declared the tasks extension start parked tasks through
+  a task tool (ours: the typed ``test_parked`` tool; the peer: FastMCP's ``task=True`` tool
+  over Docket, ``bench_docket_peer.py --tasks``) and poll ``tasks/get`` on them.  Server CPU
+  per poll is net of the same server's idle CPU over the same time (FastMCP runs its Docket
+  worker in the server process, which polls Redis while idle).
+- one client following a task the way the extension advises (a ``tasks/get`` every
+  ``pollIntervalMs``): server CPU per second of waiting, net of idle.
+- stdio: one SDK client per server process (stdio serves one client by nature), start and
+  status one after another; the server is the client's child process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from bench_common import BenchEnv, Figure, cpu_seconds, ms
+
+from tests.support.procs import free_port
+from tests.support.tasks_client import TasksClient, get_task
+
+__all__ = ["run"]
+
+BENCH = Path(__file__).resolve().parent
+PARKED_PARAMS = {"path": "/nonexistent/taskbroker-bench-marker"}
+#: taskbroker's server CPU per call may be at most this share of FastMCP 4 + Docket's
+DOCKET_TARGET = 0.8
+#: a waiting client may cost the server at most this much CPU per second of waiting
+WAIT_CPU_TARGET_MS = 1.0
+
+
+def _docket_python() -> Path:
+    return BENCH.parent / ".cache" / "fastmcp-venv" / "bin" / "python"
+
+
+def _docket_env(benv: BenchEnv) -> dict[str, str]:
+    return dict(benv.env, FASTMCP_CHECK_FOR_UPDATES="off", FASTMCP_SHOW_SERVER_BANNER="false",
+                FASTMCP_LOG_LEVEL="WARNING")
+
+
+@contextlib.asynccontextmanager
+async def _http_session(url: str, *, tasks: bool) -> AsyncIterator[Any]:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    http = httpx2.AsyncClient(timeout=60)
+    extensions = [TasksClient()] if tasks else []
+    async with Client(streamable_http_client(url, http_client=http),
+                      extensions=extensions) as client:
+        yield client
+
+
+def _idle_rate(pid: int, seconds: float) -> float:
+    """CPU seconds per second ``pid`` burns while nobody calls it."""
+    cpu0 = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - cpu0) / seconds
+
+
+async def _tasks_get_batch(url: str, pid: int, clients: int, per_client: int,
+                           idle: float) -> tuple[float, float, int]:
+    """(server CPU ms per tasks/get net of idle, calls/s, advised pollIntervalMs)."""
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(_http_session(url, tasks=True))
+                    for _ in range(clients)]
+        handles: list[list[str]] = []
+        advised = 0
+        for s in sessions:
+            mine = []
+            for _ in range(4):
+                handle = await s.session.call_tool("test_parked", dict(PARKED_PARAMS),
+                                                   allow_claimed=True)
+                if getattr(handle, "result_type", None) != "task":
+                    raise RuntimeError(f"no task handle from {url}: {handle!r}"[:500])
+                mine.append(handle.task_id)
+                advised = handle.poll_interval_ms or 0
+            handles.append(mine)
+            await get_task(s.session, mine[0])  # untimed: first-call setup
+
+        async def poll(session: Any, ids: list[str]) -> None:
+            cycle = itertools.cycle(ids)
+            for _ in range(per_client):
+                task = await get_task(session.session, next(cycle))
+                if task.get("status") not in ("working", "completed"):
+                    raise RuntimeError(f"tasks/get: {task!r}"[:500])
+
+        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for s, ids in zip(sessions, handles, strict=True):
+                tg.start_soon(poll, s, ids)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+    n = clients * per_client
+    return ms(cpu - idle * wall) / n, n / wall, advised
+
+
+async def _follow(url: str, pid: int, seconds: float, idle: float) -> tuple[float, int, int]:
+    """One client polling tasks/get every advised pollIntervalMs for ``seconds``: (server
+    CPU ms per second net of idle, polls, the advised interval)."""
+    async with _http_session(url, tasks=True) as client:
+        handle = await client.session.call_tool("test_parked", dict(PARKED_PARAMS),
+                                                allow_claimed=True)
+        await get_task(client.session, handle.task_id)
+        interval = (handle.poll_interval_ms or 1000) / 1000
+        polls = 0
+        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            task = await get_task(client.session, handle.task_id)
+            polls += 1
+            interval = (task.get("pollIntervalMs") or interval * 1000) / 1000
+            await anyio.sleep(interval)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+    return ms(cpu - idle * wall) / wall, polls, int(interval * 1000)
+
+
+def _tasks_rows(benv: BenchEnv, ours_url: str, ours_pid: int, tiny: bool) -> list[Figure]:
+    from bench_mcp import _served
+
+    per, follow_s = (3, 3.0) if tiny else (40, 30.0)
+    idle_s = 1.0 if tiny else 3.0
+    port = free_port()
+    with _served([str(_docket_python()), str(BENCH / "bench_docket_peer.py"), "--port",
+                  str(port), "--redis", benv.redis.url, "--tasks"], _docket_env(benv),
+                 "docket-tasks-peer", port) as peer:
+        peer_url = f"http://127.0.0.1:{port}/mcp"
+        time.sleep(1.0)
+        ours_idle, peer_idle = _idle_rate(ours_pid, idle_s), _idle_rate(peer.pid, idle_s)
+        ours = anyio.run(_tasks_get_batch, ours_url, ours_pid, 16, per, ours_idle)
+        theirs = anyio.run(_tasks_get_batch, peer_url, peer.pid, 16, per, peer_idle)
+        follow = anyio.run(_follow, ours_url, ours_pid, follow_s, ours_idle)
+        peer_follow = anyio.run(_follow, peer_url, peer.pid, follow_s, peer_idle)
+    return [
+        Figure("MCP server CPU per tasks/get vs FastMCP 4 + Docket (16 clients)", ours[0],
+               None, "ms/call", theirs[0], "FastMCP 4.1.4 tasks extension over Docket 0.27",
+               target=f"<= {DOCKET_TARGET:g}x", met=ours[0] <= DOCKET_TARGET * theirs[0],
+               note=f"net of each server's idle CPU ({ms(ours_idle):.1f} vs "
+                    f"{ms(peer_idle):.1f} ms/s: FastMCP runs its Docket worker in the "
+                    f"server); {ours[1]:.0f} vs {theirs[1]:.0f} polls/s; advised "
+                    f"pollIntervalMs {ours[2]} vs {theirs[2]}"),
+        Figure("MCP server CPU per second of a client polling tasks/get as advised",
+               follow[0], None, "ms/s", peer_follow[0],
+               "FastMCP 4 + Docket, its client polling as it advises",
+               target=f"<= {WAIT_CPU_TARGET_MS:g} ms/s", met=follow[0] <= WAIT_CPU_TARGET_MS,
+               note=f"{follow[1]} polls in {follow_s:g} s (pollIntervalMs {follow[2]} vs "
+                    f"{peer_follow[2]}); net of idle"),
+    ]
+
+
+# --- stdio ------------------------------------------------------------------------------
+
+
+def _child_pid(marker: str) -> int:
+    """The pid of this process's child whose command line holds ``marker``."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == me and marker.encode() in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+    raise RuntimeError(f"no child process with {marker!r} in its command line")
+
+
+async def _stdio_calls(command: str, args: list[str], env: dict[str, str], marker: str,
+                       start_tool: str, status_tool: str, n: int) -> dict[str, float]:
+    """Server CPU ms per start and per status of one stdio client (``n`` calls each)."""
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=command, args=args, env=env)
+    out: dict[str, float] = {}
+    ids: list[str] = []
+    # the servers log at INFO to stderr as in production; the table stays readable
+    with open(os.devnull, "w") as devnull:
+        async with Client(stdio_client(params, errlog=devnull)) as client:
+            pid = _child_pid(marker)
+
+            async def batch(tool: str, make: Callable[[], dict[str, Any]]) -> float:
+                first = await client.call_tool(tool, make())  # untimed
+                if first.is_error:
+                    raise RuntimeError(f"{tool} failed over stdio: {first.content}"[:500])
+                cpu0 = cpu_seconds(pid)
+                for _ in range(n):
+                    res = await client.call_tool(tool, make())
+                    if res.is_error:
+                        raise RuntimeError(f"{tool} failed over stdio: {res.content}"[:500])
+                    if tool == start_tool and res.structured_content:
+                        ids.append(str(res.structured_content["task_id"]))
+                return ms(cpu_seconds(pid) - cpu0) / n
+
+            out["start"] = await batch(start_tool, lambda: {"task_type": "test_parked",
+                                                            "params": dict(PARKED_PARAMS)})
+            cycle = itertools.cycle(ids)
+            out["status"] = await batch(status_tool, lambda: {"task_id": next(cycle)})
+    return out
+
+
+def _stdio_rows(benv: BenchEnv, tiny: bool) -> list[Figure]:
+    n = 20 if tiny else 400
+    env = dict(benv.env, TASKBROKER_REAPER_INTERVAL="3600")
+    ours = anyio.run(_stdio_calls, sys.executable,
+                     ["-m", "taskbroker", "serve", "--transport", "stdio", "--no-worker"], env,
+                     "stdio", "start_background_task_tool", "get_task_status_tool", n)
+    peer = anyio.run(_stdio_calls, sys.executable,
+                     [str(BENCH / "bench_peer_server.py"), "--transport", "stdio", "--redis",
+                      benv.redis.url], benv.env, "bench_peer_server", "start", "status", n)
+    docket = anyio.run(_stdio_calls, str(_docket_python()),
+                       [str(BENCH / "bench_docket_peer.py"), "--transport", "stdio", "--redis",
+                        benv.redis.url], _docket_env(benv), "bench_docket_peer", "start",
+                       "status", n)
+    rows = []
+    for op in ("start", "status"):
+        rows.append(Figure(
+            f"MCP stdio server CPU per {op} vs FastMCP 4 + Docket (1 client)", ours[op], None,
+            "ms/call", docket[op], "FastMCP 4.1.4 + Docket 0.27 over stdio",
+            target=f"<= {DOCKET_TARGET:g}x", met=ours[op] <= DOCKET_TARGET * docket[op],
+            note=f"chain-less peer over stdio {peer[op]:.2f} ms "
+                 f"({ours[op] / peer[op]:.2f}x); {n} calls one after another"))
+    return rows
+
+
+def run(benv: BenchEnv, ours_url: str, ours_pid: int, tiny: bool) -> list[Figure]:
+    """The tasks-extension and stdio rows (ours: the bench's HTTP server at ``ours_url``)."""
+    if not _docket_python().exists():
+        return [Figure(name, float("nan"), None, "ms/call", target="info", met=False,
+                       note="not measured: .cache/fastmcp-venv is missing (make test-deps)")
+                for name in ("MCP server CPU per tasks/get vs FastMCP 4 + Docket (16 clients)",
+                             "MCP server CPU per second of a client polling tasks/get as advised",
+                             "MCP stdio server CPU per start vs FastMCP 4 + Docket (1 client)",
+                             "MCP stdio server CPU per status vs FastMCP 4 + Docket (1 client)")]
+    return _tasks_rows(benv, ours_url, ours_pid, tiny) + _stdio_rows(benv, tiny)
