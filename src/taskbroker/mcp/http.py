@@ -9,6 +9,7 @@ accepts.  They are served on the MCP port, or on their own port (:func:`create_o
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import mcp.server.lowlevel.server as lowlevel_server
@@ -23,9 +24,10 @@ from starlette.types import ASGIApp
 from taskbroker.core.hosts import LOOPBACK_NAMES, HostPolicy
 from taskbroker.core.pipeline.service import TaskService
 from taskbroker.mcp.http_guards import HostCheckMiddleware, SingleAuthorizationMiddleware
+from taskbroker.mcp.seed_tools import QUICK_TOOLS
 from taskbroker.mcp.sessions import FairSessionManager, SessionLimits
 
-__all__ = ["create_http_app", "create_ops_app", "transport_security"]
+__all__ = ["create_http_app", "create_ops_app", "fair_streamable_app", "transport_security"]
 
 Metrics = Callable[[], tuple[bytes, str]]
 
@@ -92,26 +94,30 @@ def create_http_app(
         for route in ops_routes(service, metrics):
             mcp.custom_route(route.path, methods=["GET"], include_in_schema=False)(
                 route.endpoint)
-    limits = sessions or SessionLimits()
+    app = fair_streamable_app(mcp, sessions or SessionLimits(), host=host,
+                              transport_security=transport_security(allowed_hosts))
+    for path, mounted in (mounts or {}).items():
+        app.router.routes.append(Mount(path, mounted))
+    guarded = SingleAuthorizationMiddleware(app)
+    return HostCheckMiddleware(guarded, HostPolicy.of(allowed_hosts))
+
+
+def fair_streamable_app(mcp: MCPServer, limits: SessionLimits, **options: Any) -> Starlette:
+    """``mcp``'s streamable-HTTP app at /mcp, its sessions and exchanges managed by
+    :class:`FairSessionManager` (``options`` go to ``streamable_http_app``)."""
 
     def session_manager(*args: object, **kwargs: object) -> FairSessionManager:
-        return FairSessionManager(*args, limits=limits, **kwargs)
+        return FairSessionManager(*args, limits=limits, quick_tools=QUICK_TOOLS, **kwargs)
 
     # The SDK builds its session manager inside streamable_http_app() and offers no parameter
     # to pass another class; swap the name it looks up for the duration of the call.
     original = lowlevel_server.StreamableHTTPSessionManager
     lowlevel_server.StreamableHTTPSessionManager = session_manager  # type: ignore[misc,assignment]
     try:
-        app: Starlette = mcp.streamable_http_app(
-            streamable_http_path="/mcp", host=host,
-            transport_security=transport_security(allowed_hosts),
-        )
+        app: Starlette = mcp.streamable_http_app(streamable_http_path="/mcp", **options)
     finally:
         lowlevel_server.StreamableHTTPSessionManager = original  # type: ignore[misc]
-    for path, mounted in (mounts or {}).items():
-        app.router.routes.append(Mount(path, mounted))
-    guarded = SingleAuthorizationMiddleware(app)
-    return HostCheckMiddleware(guarded, HostPolicy.of(allowed_hosts))
+    return app
 
 
 def create_ops_app(service: TaskService, *, allowed_hosts: list[str],

@@ -42,7 +42,7 @@ from taskbroker.mcp.raw_args import RawArguments
 from taskbroker.mcp.results import TextMode, answer_text, error_result
 from taskbroker.mcp.waiting import WaitSlots, follow_task
 
-__all__ = ["MAX_WAIT_SECONDS", "seed_tools"]
+__all__ = ["MAX_WAIT_SECONDS", "QUICK_TOOLS", "seed_tools"]
 
 #: the longest one wait_for_task_tool call waits (under common client timeouts of 60 s)
 MAX_WAIT_SECONDS = 50.0
@@ -132,6 +132,12 @@ def wait_for_task_tool(
     has a progress token) and log messages about the task while it waits.
     """
     raise NotImplementedError
+
+
+#: the tools that answer at once and never notify (wait_for_task_tool streams progress)
+QUICK_TOOLS = frozenset(f.__name__ for f in (
+    start_background_task_tool, get_task_status_tool, cancel_task_tool, list_active_tasks_tool,
+    retry_task_tool, list_task_types_tool))
 
 
 # --- the tools --------------------------------------------------------------------------

@@ -14,6 +14,9 @@ subject; the client address when authentication is off):
 * a short idle timeout (the SDK's), so abandoned sessions do not pile up.
 
 Memory is bounded by the global cap times the (small, fixed) cost of an idle session.
+
+It also chooses, for each request of the current (sessionless) revision, between one JSON
+answer and a stream (:mod:`taskbroker.mcp.exchange`).
 """
 
 from __future__ import annotations
@@ -28,12 +31,18 @@ import anyio
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from mcp.server._streamable_http_modern import handle_modern_request
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
+
+from taskbroker.mcp.exchange import answered_at_once, buffer_body
 
 __all__ = ["FairSessionManager", "SessionLimits"]
 
@@ -77,11 +86,13 @@ def session_user(scope: Scope) -> str:
 class FairSessionManager(StreamableHTTPSessionManager):
     """The SDK's session manager with per-user caps, a creation rate and fair eviction."""
 
-    def __init__(self, *args: Any, limits: SessionLimits, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: SessionLimits,
+                 quick_tools: frozenset[str] = frozenset(), **kwargs: Any) -> None:
         kwargs["max_sessions"] = None  # the global cap is enforced here, fairly
         kwargs["session_idle_timeout"] = limits.idle_seconds
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self.quick_tools = quick_tools
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         # user -> their sessions, least recently used first
         self._by_user: dict[str, OrderedDict[str, None]] = {}
@@ -89,6 +100,21 @@ class FairSessionManager(StreamableHTTPSessionManager):
         self.evicted = 0
 
     # --- requests ---------------------------------------------------------------------
+
+    async def _handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Requests of the current revision that answer at once get one JSON response on
+        their own task (:mod:`taskbroker.mcp.exchange`); the rest go as the SDK sends them."""
+        headers = Headers(scope=scope)
+        version = headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        if (self.json_response or scope.get("method") != "POST" or version is None
+                or version in HANDSHAKE_PROTOCOL_VERSIONS
+                or "text/event-stream" not in headers.get("accept", "")):
+            await super()._handle_request(scope, receive, send)
+            return
+        body, replay = await buffer_body(receive)
+        await handle_modern_request(self.app, self.security_settings,
+                                    answered_at_once(body, self.quick_tools),
+                                    self._lifespan_state, scope, replay, send)
 
     async def _handle_stateful_request(self, scope: Scope, receive: Receive,
                                        send: Send) -> None:
