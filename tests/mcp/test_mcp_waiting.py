@@ -178,7 +178,7 @@ def test_the_tasks_extension_runs_a_task_to_completion(server: dict[str, str]) -
 
     handle, first, resolved = with_client(server, "alice", body, extensions=[ext])
     assert handle.result_type == "task" and re.fullmatch(r"[0-9a-f-]{36}", handle.task_id)
-    assert handle.status == "working" and handle.poll_interval_ms == 1000
+    assert handle.status == "working" and handle.poll_interval_ms == 2000
     assert handle.ttl_ms == 30 * 86_400_000
     assert first["taskId"] == handle.task_id and first["status"] in ("working", "completed")
     assert first["resultType"] == "complete"

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         description="How long a typed task tool call waits for its task before answering with "
         "the task id (keep it under MCP clients' tool-call timeouts, often 60 s).",
     )
+    tasks_poll_seconds: float = Field(
+        default=2.0, ge=0.1, le=60,
+        description="The tasks extension's advised pollIntervalMs for a task type without "
+        "measured runs, and its floor (longer types are advised half their median run, up to "
+        "10 s). Each tasks/get costs about 1-2 ms of server CPU.",
+    )
     tool_text: Literal["json", "summary"] = Field(
         default="json",
         description="What MCP tool answers carry as text beside their structured content: "

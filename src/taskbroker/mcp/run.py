@@ -183,6 +183,7 @@ def server_options(settings: Settings) -> ServerOptions:
     retention = settings.ledger_retention_days
     return ServerOptions(wait_seconds=settings.tool_wait_seconds,
                          task_ttl_ms=None if retention is None else int(retention * 86_400_000),
+                         poll_interval_ms=int(settings.tasks_poll_seconds * 1000),
                          watch_interval=settings.watch_interval,
                          text=settings.tool_text,
                          max_waits_per_user=settings.max_waits_per_user)

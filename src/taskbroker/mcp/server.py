@@ -65,7 +65,7 @@ class ServerOptions:
 
     wait_seconds: float = 45.0
     task_ttl_ms: int | None = 30 * 86_400_000
-    poll_interval_ms: int = 1000
+    poll_interval_ms: int = 2000
     watch_interval: float = 0.5
     text: TextMode = "json"
     max_waits_per_user: int = 100

@@ -90,7 +90,7 @@ class TasksExtension(Extension):
     identifier = TASKS_EXTENSION
 
     def __init__(self, service: TaskService, caller: ServiceCaller, task_tools: Sequence[str],
-                 *, ttl_ms: int | None, poll_interval_ms: int = 1000,
+                 *, ttl_ms: int | None, poll_interval_ms: int = 2000,
                  text: TextMode = "json") -> None:
         self.service = service
         self.text: TextMode = text
