@@ -23,7 +23,7 @@ from structlog.testing import capture_logs
 from taskbroker.console.app import ConsoleOptions, create_console_app
 from taskbroker.console.auth import COOKIE, LOGIN_COOKIE, SessionCodec
 from taskbroker.core.pipeline.principal import Principal
-from taskbroker.core.waiting import TaskWatcher
+from taskbroker.core.waiting import TaskWatcher, WaitSlots
 from taskbroker.mcp.tokens import StaticTokenVerifier, add_token
 from taskbroker.testing.in_process import InProcessTaskbroker, in_process_taskbroker
 
@@ -35,7 +35,8 @@ ORIGIN = "http://testserver"
 class World:
     """An in-process taskbroker, its console, and a token per user."""
 
-    def __init__(self, tmp: Path, *, secure_cookies: bool = False) -> None:
+    def __init__(self, tmp: Path, *, secure_cookies: bool = False,
+                 slots: WaitSlots | None = None) -> None:
         self.tb: InProcessTaskbroker = in_process_taskbroker(
             plugin_modules=["tests.support.sample_plugin"],
             settings={"rate_limits": "start: 1000/minute"})
@@ -48,7 +49,8 @@ class World:
             service, verifier=StaticTokenVerifier(token_file),
             watcher=TaskWatcher(service.ledger, interval=0.05),
             options=ConsoleOptions(secret=SECRET, trace_url="https://traces.example/{trace_id}",
-                                   secure_cookies=secure_cookies))
+                                   secure_cookies=secure_cookies,
+                                   slots=slots or WaitSlots(100)))
         # mounted at /ui as `serve` mounts it (its cookies are scoped to /ui)
         self.app = Starlette(routes=[Mount("/ui", console_app)])
 
@@ -329,3 +331,29 @@ def test_security_headers_on_every_page(world: World) -> None:
         assert "frame-ancestors 'none'" in h["content-security-policy"]
         assert h["x-content-type-options"] == "nosniff" and h["cache-control"] == "no-store"
     assert "<script>" not in alice.get("/tasks").text  # no inline script (the CSP forbids it)
+
+
+def test_live_update_streams_count_against_the_users_wait_cap(tmp_path: Path) -> None:
+    """Each live-update stream holds one of the user's wait slots (shared with MCP waits):
+    past the cap a new stream is refused with 429, another user is not affected, and a
+    closed stream gives its slot back."""
+    slots = WaitSlots(1)
+    world = World(tmp_path, slots=slots)
+    alice, bob = world.client("alice"), world.client("bob")
+    task_id = world.task("alice", "test_count", n=3, step_ms=0)
+    with alice.stream("GET", f"/tasks/{task_id}/events") as first:
+        assert first.status_code == 200
+        lines = first.iter_lines()
+        assert "event: task" in next(lines) + next(lines)
+        assert slots.full("alice")
+        refused = alice.get("/events")
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+        assert "TASKBROKER_MAX_WAITS_PER_USER" in refused.text
+        with bob.stream("GET", "/events") as theirs:
+            assert theirs.status_code == 200
+    deadline = time.monotonic() + 10
+    while slots.full("alice") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not slots.full("alice")
+    with alice.stream("GET", "/events") as again:
+        assert again.status_code == 200

@@ -43,7 +43,7 @@ from taskbroker.core.pipeline.errors import (
 )
 from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.pipeline.service import TaskService
-from taskbroker.core.waiting import TaskWatcher
+from taskbroker.core.waiting import TaskWatcher, WaitSlots
 
 __all__ = ["Console", "ConsoleOptions", "create_console_app"]
 
@@ -71,6 +71,8 @@ class ConsoleOptions:
         local_principal: with authentication off, everybody is this principal.
         secure_cookies: mark cookies ``Secure`` even when the request arrived over plain
             HTTP (TLS ends at a proxy in front: ``TASKBROKER_PUBLIC_URL`` is https).
+        slots: the per-user cap of open waits; each live-update stream holds one (shared
+            with the MCP server's waiting calls by ``serve``).
     """
 
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
@@ -80,6 +82,7 @@ class ConsoleOptions:
     beat_user: str = "beat"
     local_principal: Principal | None = None
     secure_cookies: bool = False
+    slots: WaitSlots = field(default_factory=lambda: WaitSlots(100))
 
 
 class Console:

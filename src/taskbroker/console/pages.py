@@ -6,12 +6,13 @@ template; the service decides what the caller may see and do.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
 import secrets
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -19,12 +20,12 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from taskbroker.console.auth import COOKIE, LOGIN_COOKIE, PREFIX
 from taskbroker.console.forms import fields_for, params_from
 from taskbroker.core.audit import audit
-from taskbroker.core.pipeline.errors import InvalidRequest, TaskbrokerError
+from taskbroker.core.pipeline.errors import InvalidRequest, RateLimited, TaskbrokerError
 from taskbroker.core.pipeline.models import CLIENT_STATUS
 from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.ports import ACTIVE, FAILURE, SORT_KEYS, TaskQuery, TaskRow, utcnow
@@ -286,10 +287,15 @@ async def task_events(request: Request, console: Console, session: Session) -> R
     result).  Visibility is checked once, by the service, before anything is sent."""
     detail = await console.call(console.service.inspect, session.principal,
                                 request.path_params["task_id"])
+    if (refused := _no_slot(console, session)) is not None:
+        return refused
     send, receive = anyio.create_memory_object_stream[Any](100)
 
     async def produce() -> None:
-        await _follow(console, detail.record.id, send, STREAM_SECONDS)
+        async with send:  # closed however it ends, so the response ends too
+            with _quiet_refusal():
+                async with console.options.slots.hold(session.principal.user_id):
+                    await _follow(console, detail.record.id, send, STREAM_SECONDS)
 
     return EventSourceResponse(receive, data_sender_callable=produce, ping=15)
 
@@ -300,30 +306,57 @@ async def list_events(request: Request, console: Console, session: Session) -> R
     query, _ = parse_query(request.query_params, session)
     rows, _total = await console.call(console.service.search, session.principal, query)
     shown = [r.id for r in rows]
+    if (refused := _no_slot(console, session)) is not None:
+        return refused
     send, receive = anyio.create_memory_object_stream[Any](200)
 
     async def produce() -> None:
-        async with send:
-            deadline = anyio.current_time() + STREAM_SECONDS
-            current = rows
-            while anyio.current_time() < deadline:
-                active = [r.id for r in current if r.status in ACTIVE]
-                async with anyio.create_task_group() as group:
-                    for task_id in active:
-                        group.start_soon(_follow, console, task_id, send.clone(),
-                                         LIST_RECHECK_SECONDS)
-                    if not active:
-                        await anyio.sleep(LIST_RECHECK_SECONDS)
-                try:
-                    current, _ = await console.call(console.service.search,
-                                                    session.principal, query)
-                except TaskbrokerError:
-                    return  # rate limited or unavailable: the browser reconnects later
-                if [r.id for r in current] != shown:
-                    await send.send({"event": "changed", "data": "{}"})
-                    return
+        async with send:  # closed however it ends, so the response ends too
+            with _quiet_refusal():
+                async with console.options.slots.hold(session.principal.user_id):
+                    await _list_updates(console, session, query, rows, shown, send)
 
     return EventSourceResponse(receive, data_sender_callable=produce, ping=15)
+
+
+async def _list_updates(console: Console, session: Session, query: Any, rows: list[Any],
+                        shown: list[str], send: MemoryObjectSendStream[Any]) -> None:
+    """Progress of a list page's active rows, then ``changed`` when its rows would differ."""
+    async with send:
+        deadline = anyio.current_time() + STREAM_SECONDS
+        current = rows
+        while anyio.current_time() < deadline:
+            active = [r.id for r in current if r.status in ACTIVE]
+            async with anyio.create_task_group() as group:
+                for task_id in active:
+                    group.start_soon(_follow, console, task_id, send.clone(),
+                                     LIST_RECHECK_SECONDS)
+                if not active:
+                    await anyio.sleep(LIST_RECHECK_SECONDS)
+            try:
+                current, _ = await console.call(console.service.search,
+                                                session.principal, query)
+            except TaskbrokerError:
+                return  # rate limited or unavailable: the browser reconnects later
+            if [r.id for r in current] != shown:
+                await send.send({"event": "changed", "data": "{}"})
+                return
+
+
+def _no_slot(console: Console, session: Session) -> Response | None:
+    """429 when the user holds every wait slot (MCP waits and console streams alike)."""
+    if not console.options.slots.full(session.principal.user_id):
+        return None
+    return PlainTextResponse("too many live updates open at once for this user "
+                             "(TASKBROKER_MAX_WAITS_PER_USER); close a page or retry later",
+                             status_code=429, headers={"Retry-After": "5"})
+
+
+@contextlib.contextmanager
+def _quiet_refusal() -> Iterator[None]:
+    """A stream that lost the race for the last slot just ends (the browser retries)."""
+    with contextlib.suppress(RateLimited):
+        yield
 
 
 # --- failures ----------------------------------------------------------------------------

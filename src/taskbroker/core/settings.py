@@ -130,9 +130,10 @@ class Settings(BaseSettings):
     )
     max_waits_per_user: int = Field(
         default=100, ge=0,
-        description="How many MCP calls of one user may wait for tasks at once (the wait tool, "
-        "typed tools); past it the wait tool answers RateLimitError and a typed tool its task "
-        "id at once. 0: no limit.",
+        description="How many waits of one user may be open at once per server: MCP calls "
+        "waiting for tasks (the wait tool, typed tools) and console live-update streams; past "
+        "it the wait tool answers RateLimitError, a typed tool its task id at once and a "
+        "console stream 429. 0: no limit.",
     )
     watch_fallback_seconds: float = Field(
         default=5.0, gt=0, le=300,

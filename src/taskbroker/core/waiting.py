@@ -25,6 +25,7 @@ Who may watch what is not decided here: callers check the task through the servi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,9 +33,10 @@ from typing import Protocol
 
 import anyio
 
+from taskbroker.core.pipeline.errors import RateLimited
 from taskbroker.core.ports import TERMINAL, Ledger, TaskSnapshot
 
-__all__ = ["ChangeSource", "TaskWatcher"]
+__all__ = ["ChangeSource", "TaskWatcher", "WaitSlots"]
 
 log = logging.getLogger("taskbroker.waiting")
 
@@ -221,3 +223,42 @@ class TaskWatcher:
 
 #: the running read loops (asyncio keeps only weak references to tasks)
 _background: set[asyncio.Task[None]] = set()
+
+
+class WaitSlots:
+    """How many waits each user may hold open at once in this process: MCP calls inside the
+    wait tool or a typed tool, and the console's live-update streams (each holds memory in
+    the server: about 90 KB for an MCP call).  ``per_user`` 0 means no limit.
+
+    Sessions are capped per user, but one session may carry any number of calls (and one
+    browser any number of streams): without this, one user could open waits until the
+    server runs out of memory.
+    """
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._open: dict[str, int] = {}
+
+    def full(self, user: str) -> bool:
+        """True when ``user`` holds every slot they may (a new wait would be refused)."""
+        return bool(self.per_user) and self._open.get(user, 0) >= self.per_user
+
+    @contextlib.asynccontextmanager
+    async def hold(self, user: str) -> AsyncIterator[None]:
+        """A slot for one waiting call of ``user``; RateLimited when they have none left."""
+        held = self._open.get(user, 0)
+        if self.per_user and held >= self.per_user:
+            raise RateLimited(
+                f"too many waits at once: {held} calls of this user are already waiting "
+                f"(at most {self.per_user}, TASKBROKER_MAX_WAITS_PER_USER); wait for one to "
+                "end, or poll the task's status", limit=f"{self.per_user} open waits",
+                retry_after=1.0)
+        self._open[user] = held + 1
+        try:
+            yield
+        finally:
+            left = self._open[user] - 1
+            if left:
+                self._open[user] = left
+            else:
+                del self._open[user]

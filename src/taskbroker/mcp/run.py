@@ -19,7 +19,7 @@ from mcp.server.auth.settings import AuthSettings
 from taskbroker.app import App, local_principal
 from taskbroker.console.app import Console, ConsoleOptions, create_console_app
 from taskbroker.core.settings import Settings
-from taskbroker.core.waiting import TaskWatcher
+from taskbroker.core.waiting import TaskWatcher, WaitSlots
 from taskbroker.mcp.server import ServerOptions, create_server
 from taskbroker.mcp.tokens import JWTVerifier, StaticTokenVerifier, add_token, new_token
 
@@ -137,8 +137,8 @@ def task_watcher(app: App) -> TaskWatcher:
     return watcher
 
 
-def build_console(app: App, verifier: TokenVerifier | None,
-                  watcher: TaskWatcher) -> tuple[Any, Console]:
+def build_console(app: App, verifier: TokenVerifier | None, watcher: TaskWatcher,
+                  slots: WaitSlots | None = None) -> tuple[Any, Console]:
     """The operator console over ``app``'s service (mounted at /ui by :func:`serve_mcp`)."""
     from taskbroker.beat import beat_entries
 
@@ -153,7 +153,8 @@ def build_console(app: App, verifier: TokenVerifier | None,
                                   beat_user=settings.beat_user,
                                   local_principal=local_principal(settings),
                                   secure_cookies=(settings.public_url or "").startswith(
-                                      "https://")))
+                                      "https://"),
+                                  slots=slots or WaitSlots(settings.max_waits_per_user)))
 
 
 class _Server:
@@ -237,11 +238,13 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
                             required_scopes=None, validate_token_resource=False)
     options = server_options(settings)
     watcher = task_watcher(app)
+    # one cap of open waits per user for MCP calls and console streams alike
+    slots = WaitSlots(options.max_waits_per_user)
     mcp = create_server(app.service, local_principal=principal, token_verifier=verifier,
-                        auth=auth, options=options, watcher=watcher)
+                        auth=auth, options=options, watcher=watcher, slots=slots)
     mounts: dict[str, Any] = {}
     if settings.console:
-        console_app, console = build_console(app, verifier, watcher)
+        console_app, console = build_console(app, verifier, watcher, slots)
         mounts["/ui"] = console_app
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         if settings.embedded and verifier is not None:

@@ -79,6 +79,7 @@ def create_server(
     auth: AuthSettings | None = None,
     options: ServerOptions | None = None,
     watcher: TaskWatcher | None = None,
+    slots: WaitSlots | None = None,
 ) -> MCPServer:
     """Build the MCP server for ``service``.
 
@@ -88,12 +89,14 @@ def create_server(
             every HTTP request needs a valid token and the token's principal is the caller.
         options: waiting and advertising choices (defaults: :class:`ServerOptions`).
         watcher: the process's task watcher (default: a new one over the service's ledger).
+        slots: the process's per-user cap of open waits, shared with the console (default:
+            ``options.max_waits_per_user`` for this server alone).
     """
     options = options or ServerOptions()
     watcher = watcher or TaskWatcher(service.ledger, interval=options.watch_interval)
     caller = ServiceCaller(local_principal)
     levels = SessionLogLevels()
-    slots = WaitSlots(options.max_waits_per_user)
+    slots = slots or WaitSlots(options.max_waits_per_user)
     task_tools = typed_tools(service, caller, watcher, levels, wait_seconds=options.wait_seconds,
                              text=options.text, slots=slots)
     tools = seed_tools(service, caller, watcher, levels, text=options.text,

@@ -7,51 +7,15 @@ process's shared :class:`~taskbroker.core.waiting.TaskWatcher`.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from taskbroker.core.pipeline.errors import RateLimited
 from taskbroker.core.ports import RETRY, STARTED, TERMINAL
-from taskbroker.core.waiting import TaskWatcher
+from taskbroker.core.waiting import TaskWatcher, WaitSlots
 from taskbroker.mcp.logging_capability import SessionLogLevels
 
 __all__ = ["WaitSlots", "follow_task"]
-
-
-class WaitSlots:
-    """How many calls each user may have waiting at once (each open call holds memory in the
-    server: about 90 KB).  ``per_user`` 0 means no limit.
-
-    Sessions are capped per user, but one session may carry any number of calls: without
-    this, one user could open waits until the server runs out of memory.
-    """
-
-    def __init__(self, per_user: int) -> None:
-        self.per_user = per_user
-        self._open: dict[str, int] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, user: str) -> AsyncIterator[None]:
-        """A slot for one waiting call of ``user``; RateLimited when they have none left."""
-        held = self._open.get(user, 0)
-        if self.per_user and held >= self.per_user:
-            raise RateLimited(
-                f"too many waits at once: {held} calls of this user are already waiting "
-                f"(at most {self.per_user}, TASKBROKER_MAX_WAITS_PER_USER); wait for one to "
-                "end, or poll get_task_status_tool", limit=f"{self.per_user} open waits",
-                retry_after=1.0)
-        self._open[user] = held + 1
-        try:
-            yield
-        finally:
-            left = self._open[user] - 1
-            if left:
-                self._open[user] = left
-            else:
-                del self._open[user]
 
 
 async def follow_task(ctx: Context[Any, Any], watcher: TaskWatcher, levels: SessionLogLevels,
