@@ -244,6 +244,13 @@ class Settings(BaseSettings):
     rate_limit_strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = (
         Field(default="moving-window", description="Algorithm of the `limits` library.")
     )
+    rate_limit_lease_seconds: float = Field(
+        default=1.0, ge=0, le=10,
+        description="Distributed mode: a server takes a busy user's tokens of a limit of 100 or "
+        "more per window from Redis several at a time (as many as they spent in the last "
+        "lease, at most 1/50 of the limit) and spends them for up to this long; unspent ones "
+        "expire counted, so limits only get stricter. 0: one Redis round trip per call.",
+    )
     worker_metrics_port: int = Field(
         default=9808, ge=0, le=65535,
         description="Worker /metrics and /healthz port (0 disables).",

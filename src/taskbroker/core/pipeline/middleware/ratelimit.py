@@ -17,7 +17,9 @@ are keyed by operation and user id (never by token).  Admins are limited like ev
 The middleware fails closed: when Redis cannot be reached the call is refused with
 :class:`~taskbroker.core.pipeline.errors.BrokerUnavailable` rather than let through.  A normal
 call costs one Redis round trip per configured limit of its operation (one with the
-defaults); a refused call costs one more, to read when the window frees up.
+defaults), or none while a lease of tokens lasts (limits of 100 or more per window, for a busy
+caller: :mod:`.ratelimit_leases`); a refused call costs one more, to read when the window
+frees up.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from taskbroker.core.pipeline.errors import (
     RateLimited,
     Unauthenticated,
 )
+from taskbroker.core.pipeline.middleware.ratelimit_leases import TokenLeases
 from taskbroker.core.pipeline.middleware.validation import check_text
 from taskbroker.core.settings import Settings
 
@@ -205,6 +208,7 @@ class RateLimitMiddleware(Middleware):
         strategy: str = "moving-window",
         ledger: ActiveCounter | None = None,
         max_active: int = 0,
+        lease_seconds: float = 0.0,
     ) -> None:
         if strategy not in _STRATEGIES:
             raise RateLimitConfigError(
@@ -214,6 +218,7 @@ class RateLimitMiddleware(Middleware):
         self.limits = dict(limits)
         self.storage = storage if storage is not None else MemoryStorage()
         self.limiter = _STRATEGIES[strategy](self.storage)
+        self.leases = TokenLeases(self.limiter, lease_seconds)
         self.strategy = strategy
         self.ledger = ledger
         self.max_active = max_active if ledger is not None else 0
@@ -249,7 +254,7 @@ class RateLimitMiddleware(Middleware):
     def _hit(self, item: RateLimitItem, operation: str, user: str) -> None:
         ids = (operation, _user_key(user))
         try:
-            allowed = self.limiter.hit(item, *ids)
+            allowed = self.leases.hit(item, *ids)
             if allowed:
                 return
             reset = self.limiter.get_window_stats(item, *ids).reset_time
@@ -327,4 +332,6 @@ def build_rate_limit_middleware(settings: Settings, ledger: ActiveCounter | None
         limits, storage=storage, strategy=settings.rate_limit_strategy,
         ledger=ledger,
         max_active=settings.max_active_per_user,
+        # in memory a hit is no round trip: leases would only waste tokens
+        lease_seconds=settings.rate_limit_lease_seconds if settings.redis_url else 0.0,
     )
