@@ -38,12 +38,17 @@ from tests.support.procs import (  # noqa: E402
 )
 
 __all__ = [
+    "DOCKET_PYTHON",
+    "DOCKET_TARGET",
     "LOG_DIR",
+    "PARKED_PARAMS",
     "ROOT",
+    "WAIT_CPU_TARGET_MS",
     "BenchEnv",
     "Figure",
     "bench_environment",
     "cpu_seconds",
+    "docket_env",
     "interleaved",
     "ms",
     "p99",
@@ -59,6 +64,15 @@ BENCH_RATE_LIMITS = ("start: 1000000/minute; status: 1000000/minute; list: 10000
                      "cancel: 1000000/minute; list_types: 1000000/minute; "
                      "search: 1000000/minute; inspect: 1000000/minute; "
                      "workers: 1000000/minute")
+
+#: the params of the parked tasks the MCP benchmarks start (their queue has no consumer)
+PARKED_PARAMS = {"path": "/nonexistent/taskbroker-bench-marker"}
+#: the fastmcp 4 venv `make test-deps` makes (FastMCP 4 + Docket, the second peer)
+DOCKET_PYTHON = ROOT / ".cache" / "fastmcp-venv" / "bin" / "python"
+#: taskbroker's server CPU per MCP call may be at most this share of FastMCP 4 + Docket's
+DOCKET_TARGET = 0.8
+#: a waiting client may cost the server at most this much CPU per second of waiting
+WAIT_CPU_TARGET_MS = 1.0
 
 #: the benchmark's callers: a plain user and an admin (who sees every task)
 USER = Principal("bench", frozenset())
@@ -194,6 +208,12 @@ class BenchEnv:
         """argv of a `taskbroker worker` for this environment."""
         return taskbroker_argv("worker", "--concurrency", str(concurrency), "--queues", queues,
                                "--pool", pool, "--hostname", f"{name}-{os.getpid()}@%h")
+
+
+def docket_env(benv: BenchEnv) -> dict[str, str]:
+    """Environment of the FastMCP 4 + Docket peer (no update check, no banner, quiet)."""
+    return dict(benv.env, FASTMCP_CHECK_FOR_UPDATES="off", FASTMCP_SHOW_SERVER_BANNER="false",
+                FASTMCP_LOG_LEVEL="WARNING")
 
 
 def _settings_from_env(env: dict[str, str]) -> Settings:

@@ -20,7 +20,6 @@ import argparse
 import collections
 import contextlib
 import gzip
-import os
 import shutil
 import subprocess
 import sys
@@ -126,15 +125,9 @@ def _report(label: str, folded: Path, calls: int) -> None:
 
 def _stdio_pid() -> int:
     """The `taskbroker serve --transport stdio` child of this process."""
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == me and b"stdio" in (entry / "cmdline").read_bytes():
-                return int(entry.name)
-    raise RuntimeError("no stdio server child found")
+    from bench_flows import _child_pid
+
+    return _child_pid(b"stdio")
 
 
 def main(argv: list[str] | None = None) -> int:

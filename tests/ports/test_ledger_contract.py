@@ -16,7 +16,6 @@ today (strict expected failures; see ``conftest.py``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import signal
@@ -29,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import delete
 
@@ -49,7 +47,7 @@ from taskbroker.core.ports import (
     Unavailable,
 )
 from tests.ports.ledger_scenarios import RACED_TASKS, RACED_TASKS_IN_CHILD, SCENARIOS
-from tests.support.procs import ROOT, Postgres, free_port
+from tests.support.procs import ROOT, free_port
 
 #: every adapter of the port; a new one adds its name here and a branch in ``_open``
 ADAPTERS = ("memory", "sqlite-file", "sqlite-memory", "postgresql")
@@ -85,20 +83,6 @@ class LedgerUnderTest:
     url: str | None = None
 
 
-@pytest.fixture(scope="module")
-def contract_pg_url(postgres: Postgres) -> Iterator[str]:
-    """A PostgreSQL database of this module's own (emptied before every test)."""
-    name = f"tb_ports_{uuid.uuid4().hex[:8]}"
-    admin = postgres.admin_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = postgres.admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with contextlib.suppress(Exception), psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _empty(ledger: SqlLedger) -> None:

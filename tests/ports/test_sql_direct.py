@@ -4,7 +4,6 @@ back to the pool as SQLAlchemy expects it (transactions stay atomic)."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterator
@@ -19,23 +18,12 @@ from taskbroker.adapters.sql.ledger import _GET, SqlLedger, _record
 from taskbroker.adapters.sql.migrate import upgrade
 from taskbroker.adapters.sql.tables import tasks
 from taskbroker.core.ports import Rejected, utcnow
-from tests.support.procs import Postgres
 
 
 @pytest.fixture(scope="module")
-def pg_url(postgres: Postgres) -> Iterator[str]:
-    name = f"tb_direct_{uuid.uuid4().hex[:8]}"
-    admin = postgres.admin_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = postgres.admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        upgrade(engine_for(url))
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with contextlib.suppress(Exception), psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pg_url(contract_pg_url: str) -> str:
+    upgrade(engine_for(contract_pg_url))
+    return contract_pg_url
 
 
 @pytest.fixture
