@@ -79,3 +79,21 @@ def test_a_stop_request_acts_at_once_not_at_the_next_tick(monkeypatch: pytest.Mo
     finally:
         s.server.request_exit(force=True)
         s.thread.join(10)
+
+
+def test_the_event_loop_setting_picks_uvloop_or_asyncio() -> None:
+    import asyncio
+
+    import anyio
+
+    from taskbroker.core.settings import Settings
+    from taskbroker.mcp.run import loop_options
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert loop_options(Settings(event_loop="asyncio")) == {}
+    assert anyio.run(loop_module, backend_options=loop_options(Settings(event_loop="asyncio"))
+                     ).startswith("asyncio")
+    # installed with taskbroker (Linux, macOS): 'auto' takes it
+    assert anyio.run(loop_module, backend_options=loop_options(Settings())).startswith("uvloop")
