@@ -1,6 +1,6 @@
 """Where a server's CPU goes per MCP call: py-spy samples a real `taskbroker serve` (and the
-chain-less peer) while real MCP clients call start, status or wait, and the samples are
-folded into a breakdown by layer.
+chain-less peer) while real MCP clients call start, status or wait, or poll tasks/get, and
+the samples are folded into a breakdown by layer.
 
     .venv/bin/pip install py-spy        # a profiling tool, not a dependency
     .venv/bin/python bench/profile_calls.py [--seconds 15] [--out bench/profiles]
@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
+import bench_flows
 from bench_common import LOG_DIR, bench_environment
 from bench_mcp import PARKED_PARAMS, _lean_waits, _sdk_batch, _served, _some_ids
 
@@ -176,6 +177,23 @@ def main(argv: list[str] | None = None) -> int:
                 anyio.run(_lean_waits, f"http://127.0.0.1:{ours_port}/mcp", ids, 200,
                           args.seconds, 4, ours.pid)
             _report("taskbroker-http wait (200 waiting)", folded, 200)
+
+            # 16 tasks-extension sessions polling tasks/get on parked tasks (each batch first
+            # starts 4 tasks per session through the typed tool: 64 starts per 1,600 polls)
+            folded = args.out / "taskbroker-http-tasks-get.txt"
+            polls = 0
+
+            async def poll_tasks() -> None:
+                nonlocal polls
+                deadline = anyio.current_time() + args.seconds
+                while anyio.current_time() < deadline:
+                    await bench_flows._tasks_get_batch(f"http://127.0.0.1:{ours_port}/mcp",
+                                                       ours.pid, 16, 100, 0.0)
+                    polls += 16 * 100
+
+            with sampling(ours.pid, folded, args.seconds):
+                anyio.run(poll_tasks)
+            _report("taskbroker-http tasks/get (16 clients)", folded, polls)
 
         # stdio: one client, calls one after another (the transport's own cost shows)
         async def over_stdio() -> None:

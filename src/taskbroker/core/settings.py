@@ -117,12 +117,6 @@ class Settings(BaseSettings):
         "measured runs, and its floor (longer types are advised half their median run, up to "
         "10 s). Each tasks/get costs about 1-2 ms of server CPU.",
     )
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
-        default="auto",
-        description="The MCP server's event loop: uvloop (installed with taskbroker on Linux "
-        "and macOS; ~15% less server CPU per call) when available ('auto'), or the standard "
-        "library's asyncio.",
-    )
     tool_text: Literal["json", "summary"] = Field(
         default="json",
         description="What MCP tool answers carry as text beside their structured content: "

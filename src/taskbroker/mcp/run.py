@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import ipaddress
 import logging
 import os
@@ -219,16 +218,6 @@ def server_options(settings: Settings) -> ServerOptions:
                          max_waits_per_user=settings.max_waits_per_user)
 
 
-def loop_options(settings: Settings) -> dict[str, Any]:
-    """anyio's backend options for TASKBROKER_EVENT_LOOP: uvloop when asked for (or 'auto' and
-    installed), else the standard asyncio loop."""
-    if settings.event_loop == "asyncio":
-        return {}
-    if settings.event_loop == "auto" and importlib.util.find_spec("uvloop") is None:
-        return {}
-    return {"use_uvloop": True}  # 'uvloop' without it installed fails loudly at start
-
-
 def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port: int,
               cleanup: Callable[[], None] = lambda: None) -> None:
     """Serve the MCP tools over ``transport`` until SIGTERM/SIGINT (or, over stdio, until the
@@ -254,7 +243,7 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
         try:
             server = create_server(app.service, local_principal=principal,
                                    options=server_options(settings), watcher=task_watcher(app))
-            anyio.run(server.run_stdio_async, backend_options=loop_options(settings))
+            anyio.run(server.run_stdio_async)
         finally:
             cleanup()
         return
@@ -326,6 +315,6 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
         log.info("serving /healthz, /readyz and /metrics on http://%s:%s", settings.ops_host,
                  ops_port)
     try:
-        anyio.run(serve_all, backend_options=loop_options(settings))
+        anyio.run(serve_all)
     finally:
         cleanup()
