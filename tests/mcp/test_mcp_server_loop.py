@@ -83,7 +83,7 @@ def test_a_stop_request_acts_at_once_not_at_the_next_tick(monkeypatch: pytest.Mo
 
 
 def test_http_is_parsed_by_httptools() -> None:
-    """uvicorn picks httptools (a dependency) over h11 when it is installed: ~0.2 ms less
+    """uvicorn picks httptools (a dependency) over h11 when it is installed: 0.1-0.6 ms less
     server CPU per MCP call (bench/FINDINGS.md)."""
     config = uvicorn.Config(_hello, lifespan="off")
     config.load()

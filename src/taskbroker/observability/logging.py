@@ -116,9 +116,69 @@ def add_task_context(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, A
     return event_dict
 
 
+#: the handler configure_logging installed: stdlib records reach it through the root logger,
+#: taskbroker's own structlog events through :class:`_LineLogger`
+_handler: logging.StreamHandler[Any] | None = None
+#: the last steps of a line (exception text, redaction, rendering), as configured last: read at
+#: each event, so a logger cached under an earlier configuration renders as the current one
+_tail: list[Any] = []
+
+
+def _render(logger: Any, method: str, event_dict: Any) -> Any:
+    for step in _tail:
+        event_dict = step(logger, method, event_dict)
+    return event_dict
+
+
+class _LineLogger:
+    """The end of structlog's pipeline for taskbroker's own events (operations, audit, task
+    lines): the rendered line goes straight to the stream of the handler configure_logging
+    installed, under that handler's lock, so it never interleaves with a stdlib record's
+    line.  The stdlib route made two LogRecords per line and looked up the caller's frame:
+    about half of a line's cost, and a start writes two lines.  Levels are still the stdlib
+    logger's of the same name (``filter_by_level`` asks this object)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._std = logging.getLogger(name)
+
+    @property
+    def disabled(self) -> bool:
+        """Whether the stdlib logger of this name is disabled."""
+        return self._std.disabled
+
+    def getEffectiveLevel(self) -> int:
+        """The stdlib logger's effective level."""
+        return self._std.getEffectiveLevel()
+
+    def isEnabledFor(self, level: int) -> bool:
+        """Whether the stdlib logger would log ``level``."""
+        return self._std.isEnabledFor(level)
+
+    def write(self, line: str) -> None:
+        """Write one rendered line (never raises, as the logging module does not)."""
+        handler = _handler
+        if handler is None or handler not in logging.root.handlers:  # logging was reset
+            return
+        handler.acquire()
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except Exception:  # a closed or broken stream
+            pass
+        finally:
+            handler.release()
+
+    debug = info = warning = warn = error = exception = critical = fatal = msg = write
+
+
+def _line_logger(*args: Any) -> _LineLogger:
+    return _LineLogger(str(args[0]) if args else "taskbroker")
+
+
 def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> None:
     """Send every log record (ours, stdlib, Celery) through one structlog pipeline."""
-    global _configured
+    global _configured, _handler, _tail
     stream = stream or sys.stderr
     fmt = settings.log_format
     if fmt == "auto":
@@ -133,12 +193,13 @@ def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> N
     ]
     renderer: Any = (structlog.dev.ConsoleRenderer() if fmt == "console"
                      else structlog.processors.JSONRenderer())
+    handler = logging.StreamHandler(stream)
     structlog.configure(
         # filter_by_level first: a disabled level costs no processing (status polls log at
-        # debug, and can be many)
-        processors=[structlog.stdlib.filter_by_level, *shared,
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        # debug, and can be many); then the same steps as a stdlib record's, written by
+        # _LineLogger to the handler's stream
+        processors=[structlog.stdlib.filter_by_level, *shared, _render],
+        logger_factory=_line_logger,
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
@@ -147,7 +208,6 @@ def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> N
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, redact, renderer],
     )
-    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -155,6 +215,7 @@ def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> N
             root.removeHandler(old)
     handler._taskbroker = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+    _handler, _tail = handler, [structlog.processors.format_exc_info, redact, renderer]
     root.setLevel(settings.log_level.upper())
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
