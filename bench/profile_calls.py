@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     start_args = {"task_type": "test_parked", "params": dict(PARKED_PARAMS)}
     with bench_environment() as benv:
         ours_port, peer_port = free_port(), free_port()
+        # 200 clients of one user wait at once below: the per-user cap of open waits is lifted
+        server_env = dict(benv.env, TASKBROKER_MAX_WAITS_PER_USER="0")
         with _served(taskbroker_argv("serve", "--port", str(ours_port), "--no-worker"),
-                     benv.env, "profiled-server", ours_port) as ours, \
+                     server_env, "profiled-server", ours_port) as ours, \
              _served([sys.executable, str(Path(__file__).with_name("bench_peer_server.py")),
                       "--port", str(peer_port), "--redis", benv.redis.url], benv.env,
                      "profiled-peer", peer_port) as peer:
