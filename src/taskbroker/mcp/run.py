@@ -241,9 +241,9 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
 
         _on_stop_signals(stop_stdio)
         try:
-            server = create_server(app.service, local_principal=principal,
-                                   options=server_options(settings), watcher=task_watcher(app))
-            anyio.run(server.run_stdio_async)
+            create_server(app.service, local_principal=principal,
+                          options=server_options(settings), watcher=task_watcher(app)
+                          ).run("stdio")
         finally:
             cleanup()
         return
