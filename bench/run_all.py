@@ -51,6 +51,7 @@ EXPECTED_ROWS = (
     "MCP server CPU per status vs FastMCP 4 + Docket",
     "MCP server CPU per tasks/get vs FastMCP 4 + Docket",
     "MCP server CPU per second of a client polling tasks/get",
+    "MCP server CPU per second of a client following a task by notifications",
     "MCP stdio server CPU per start vs FastMCP 4 + Docket",
     "MCP stdio server CPU per status vs FastMCP 4 + Docket",
     "idle server RSS",

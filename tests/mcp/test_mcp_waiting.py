@@ -458,3 +458,91 @@ def test_an_independent_client_fastmcp_4_runs_and_cancels_tasks(server: dict[str
     assert seen["handle_result"] == {"sum": 6, "steps": 3} and seen["final_status"] == "completed"
     assert seen["cancelled_status"] == "cancelled"
     assert seen["foreign_and_unknown"] == ["-32602: Failed to retrieve task: Task not found"] * 2
+
+
+# --- task status notifications (subscriptions/listen with taskIds) ------------------------
+
+
+def _listen(server: dict[str, str], user: str, notifications: dict[str, Any], *,
+            declare: bool = True, limit_s: float = 60) -> list[dict[str, Any]]:
+    """A raw streamable-HTTP client (the SDK's listen() knows no taskIds): one
+    subscriptions/listen request; every JSON-RPC frame of its stream, in order, until the
+    stream's result or error."""
+    from mcp.types import LATEST_PROTOCOL_VERSION
+
+    headers = {"Accept": "application/json, text/event-stream",
+               "Content-Type": "application/json", "Authorization": f"Bearer {server[user]}",
+               "MCP-Protocol-Version": LATEST_PROTOCOL_VERSION,
+               "Mcp-Method": "subscriptions/listen"}
+    meta = {"io.modelcontextprotocol/protocolVersion": LATEST_PROTOCOL_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {
+                "extensions": {TASKS: {}} if declare else {}}}
+    frames: list[dict[str, Any]] = []
+    body = {"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen",
+            "params": {"notifications": notifications, "_meta": meta}}
+    with httpx.Client(timeout=limit_s) as http, \
+            http.stream("POST", server["url"], headers=headers, json=body) as resp:
+        if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+            resp.read()  # an error answered at once, as a JSON body
+            return [resp.json()]
+        for line in resp.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            frame = json.loads(line[5:])
+            frames.append(frame)
+            if "result" in frame or "error" in frame:
+                break
+    return frames
+
+
+def test_task_notifications_follow_a_task_to_its_result_without_polling(
+        server: dict[str, str]) -> None:
+    async def start(c: Client) -> tuple[str, str]:
+        slow = await c.session.call_tool("test_count", {"n": 3, "step_ms": 400},
+                                         allow_claimed=True)
+        other = await c.session.call_tool("test_echo", {}, allow_claimed=True)
+        return slow.task_id, other.task_id
+
+    task_id, bobs = with_client(server, "bob", start, extensions=[TasksClient()])
+    alices, _ = with_client(server, "alice", start, extensions=[TasksClient()])
+    unknown = "00000000-0000-4000-8000-000000000000"
+    frames = _listen(server, "bob", {"taskIds": [task_id, unknown, alices, bobs, task_id]})
+    ack, *notes, end = frames
+    assert ack["method"] == "notifications/subscriptions/acknowledged"
+    # bob's own tasks only, once each: alice's id and an unknown one are left out alike
+    assert ack["params"]["notifications"]["taskIds"] == [task_id, bobs]
+    assert all(n["method"] == "notifications/tasks" for n in notes)
+    assert {n["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] for n in notes} \
+        == {"listen-1"}
+    mine = [n["params"] for n in notes if n["params"]["taskId"] == task_id]
+    assert mine[0]["status"] in ("working", "completed")  # the state at once, then changes
+    assert [m["status"] for m in mine].count("completed") == 1 and mine[-1]["status"] == \
+        "completed"
+    assert mine[-1]["result"]["structuredContent"] == {"sum": 6, "steps": 3}  # 1 + 2 + 3
+    assert [n["params"]["status"] for n in notes if n["params"]["taskId"] == bobs][-1] \
+        == "completed"
+    # every task ended: the stream closes gracefully with its result
+    assert end["id"] == "listen-1" and "result" in end
+
+    async def read(c: Client) -> dict[str, Any]:
+        return await get_task(c.session, task_id)
+
+    polled = with_client(server, "bob", read, extensions=[TasksClient()])
+    pushed = {k: v for k, v in mine[-1].items() if k != "_meta"}
+    assert pushed == {k: v for k, v in polled.items() if k not in ("_meta", "resultType")}
+
+
+def test_task_notifications_need_the_extension_and_a_list_of_ids(
+        server: dict[str, str]) -> None:
+    undeclared = _listen(server, "alice", {"taskIds": []}, declare=False)
+    assert undeclared[-1]["error"]["code"] == -32021
+    assert undeclared[-1]["error"]["data"]["requiredCapabilities"] == {
+        "extensions": {TASKS: {}}}
+    for bad in ("one-id", [1, 2], ["x"] * 101):
+        refused = _listen(server, "alice", {"taskIds": bad})
+        assert refused[-1]["error"]["code"] == -32602
+        assert "notifications.taskIds" in refused[-1]["error"]["message"]
+    # nothing of the caller's to follow: acknowledged empty, and the stream ends at once
+    nothing = _listen(server, "alice", {"taskIds": ["00000000-0000-4000-8000-000000000000"]})
+    assert nothing[0]["params"]["notifications"]["taskIds"] == []
+    assert "result" in nothing[-1] and len(nothing) == 2

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from mcp.server import MCPServer
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp_types import SubscriptionsListenRequestParams
 
 import taskbroker
 from taskbroker.core.pipeline.principal import Principal
@@ -26,6 +28,7 @@ from taskbroker.mcp.caller import ServiceCaller
 from taskbroker.mcp.logging_capability import SessionLogLevels, install_logging
 from taskbroker.mcp.results import TextMode
 from taskbroker.mcp.seed_tools import MAX_WAIT_SECONDS, seed_tools
+from taskbroker.mcp.task_notifications import TaskListenHandler
 from taskbroker.mcp.tasks_extension import TasksExtension
 from taskbroker.mcp.typed_tools import typed_tools
 from taskbroker.mcp.waiting import WaitSlots
@@ -101,6 +104,10 @@ def create_server(
                              text=options.text, slots=slots)
     tools = seed_tools(service, caller, watcher, levels, text=options.text,
                        slots=slots) + task_tools
+    tasks = TasksExtension(service, caller, [t.name for t in task_tools],
+                           ttl_ms=options.task_ttl_ms, poll_interval_ms=options.poll_interval_ms,
+                           text=options.text)
+    bus = InMemorySubscriptionBus()
     mcp = MCPServer(
         name="taskbroker",
         version=taskbroker.__version__,
@@ -108,11 +115,13 @@ def create_server(
         token_verifier=token_verifier,
         auth=auth,
         tools=tools,
-        extensions=[TasksExtension(service, caller, [t.name for t in task_tools],
-                                   ttl_ms=options.task_ttl_ms,
-                                   poll_interval_ms=options.poll_interval_ms,
-                                   text=options.text)],
+        extensions=[tasks],
+        subscriptions=bus,
     )
+    # subscriptions/listen with the tasks extension's taskIds: push instead of tasks/get polls
+    mcp._lowlevel_server.add_request_handler(
+        "subscriptions/listen", SubscriptionsListenRequestParams,
+        TaskListenHandler(bus, tasks, watcher, slots))
     install_logging(mcp, levels)
     _advertise_no_prompts(mcp)
 
