@@ -168,3 +168,32 @@ def test_with_a_feed_a_lost_notification_is_caught_by_the_fallback_read() -> Non
 
     anyio.run(main)
     assert statuses == ["queued", "revoked"]
+
+
+def test_a_follower_busy_between_changes_still_gets_the_last_one() -> None:
+    """A follower that is away (sending a notification, pausing) when the task ends must
+    still be given the terminal state: the shared loop read it meanwhile, and nothing will
+    wake the follower again (a task never changes after it ends)."""
+    ledger = MemoryLedger()
+    task_id = _task(ledger)
+    watcher = TaskWatcher(ledger, interval=INTERVAL)
+    seen: list[str] = []
+
+    async def main() -> None:
+        async def other() -> None:  # keeps the shared read loop running meanwhile
+            async for _ in watcher.follow(task_id, timeout=30):
+                pass
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(other)
+            await anyio.sleep(3 * INTERVAL)
+            with anyio.fail_after(10):
+                async for snap in watcher.follow(task_id, timeout=30):
+                    seen.append(snap.status)
+                    if snap.status == "queued":
+                        ledger.mark_started(task_id, worker="w")
+                        ledger.finish(task_id, status="success", result={"ok": True})
+                        await anyio.sleep(10 * INTERVAL)  # away while the loop reads it
+
+    anyio.run(main)
+    assert seen == ["queued", "success"]

@@ -107,6 +107,13 @@ class TaskWatcher:
                 return
             yield current
             while current.status not in TERMINAL:
+                latest = waiters.last
+                if latest is not None and latest != current:
+                    # read while this follower was away (a slow consumer between yields):
+                    # no wake-up would come for it again
+                    current = latest
+                    yield current
+                    continue
                 event = anyio.Event()
                 waiters.events.add(event)
                 self._ensure_loop()

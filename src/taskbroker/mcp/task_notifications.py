@@ -11,7 +11,9 @@ its ``SubscriptionsListenResult``) unless the client also asked for the SDK's ot
 Waking costs what ``wait_for_task_tool`` costs: the process's one :class:`TaskWatcher`
 (Redis pub/sub in distributed mode) reads a task only when it changed, so a client following
 a task this way costs the server almost nothing per second, unlike polling ``tasks/get``.
-Each stream holds one of the user's open-wait slots (``TASKBROKER_MAX_WAITS_PER_USER``).
+Each stream holds one of the user's open-wait slots (``TASKBROKER_MAX_WAITS_PER_USER``), and
+a running task is reported at most once a second (each report is a status read, counted
+against the user's rate limit; changes in between are merged into the next report).
 Listen requests without ``taskIds`` are served by the SDK's own handler, unchanged.
 """
 
@@ -59,6 +61,9 @@ MISSING_CAPABILITY = -32021
 MAX_TASK_IDS = 100
 #: a followed task is followed until it ends (the stream's end cancels it sooner)
 _FOREVER = 10 * 365 * 86_400.0
+#: at most one notification a second per task while it runs (each read counts against the
+#: user's status rate limit; a chatty task's changes in between are merged into the next)
+MIN_GAP_SECONDS = 1.0
 
 
 class TaskNotification(BaseModel):
@@ -182,6 +187,7 @@ class TaskListenHandler:
                 last = latest
             if latest["status"] in ("completed", "cancelled", "failed"):
                 return
+            await anyio.sleep(MIN_GAP_SECONDS)
 
     async def _read(self, task_id: str, *, retry: bool = False) -> dict[str, Any] | None:
         """The task as tasks/get shows it to the caller; None when it is unknown, another
