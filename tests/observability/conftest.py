@@ -8,16 +8,13 @@ database, so other test modules' workers never take their tasks and ledger count
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import psycopg
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -115,15 +112,8 @@ def otlp_collector() -> Iterator[Collector]:
 @pytest.fixture(scope="session")
 def obs_database(postgres: Postgres) -> Iterator[str]:
     """A PostgreSQL database of our own (exact active-task counts)."""
-    name = f"tb_obs_{uuid.uuid4().hex[:8]}"
-    admin = postgres.admin_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres.admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with contextlib.suppress(Exception), psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres.scratch_database("tb_obs") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

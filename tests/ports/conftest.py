@@ -8,12 +8,9 @@ fixed (``strict``), so the entry has to be deleted then.
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from taskbroker.adapters.sql import engine_for
@@ -40,14 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="module")
 def contract_pg_url(postgres: Postgres) -> Iterator[str]:
     """A PostgreSQL database of the test module's own (dropped after it)."""
-    name = f"tb_ports_{uuid.uuid4().hex[:8]}"
-    admin = postgres.admin_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = postgres.admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with contextlib.suppress(Exception), psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres.scratch_database("tb_ports") as url:
+        try:
+            yield url
+        finally:
+            engine_for(url).dispose()

@@ -168,16 +168,35 @@ class Postgres:
         """SQLAlchemy URL (psycopg 3) of the database."""
         return self.admin_url.rsplit("/", 1)[0] + f"/{self.name}"
 
-    def stop(self) -> None:
-        """Drop the database (and stop a cluster we started ourselves)."""
+    @contextlib.contextmanager
+    def scratch_database(self, prefix: str) -> Iterator[str]:
+        """Another database on the same server (a module's or a suite's own): its URL,
+        dropped on exit."""
         import psycopg
 
-        with contextlib.suppress(Exception), psycopg.connect(
-            self.admin_url.replace("postgresql+psycopg", "postgresql"), autocommit=True
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self._admin_dsn(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            self._drop(name)
+
+    def stop(self) -> None:
+        """Drop the database (and stop a cluster we started ourselves)."""
+        self._drop(self.name)
         if self.own_cluster is not None:
             self.own_cluster.stop()
+
+    def _admin_dsn(self) -> str:
+        return self.admin_url.replace("postgresql+psycopg", "postgresql")
+
+    def _drop(self, name: str) -> None:
+        import psycopg
+
+        with contextlib.suppress(Exception), psycopg.connect(self._admin_dsn(),
+                                                             autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _own_postgres_cluster() -> tuple[str, Proc]:
