@@ -81,7 +81,6 @@ def test_a_stop_request_acts_at_once_not_at_the_next_tick(monkeypatch: pytest.Mo
         s.thread.join(10)
 
 
-
 def test_http_is_parsed_by_httptools() -> None:
     """uvicorn picks httptools (a dependency) over h11 when it is installed: 0.1-0.6 ms less
     server CPU per MCP call (bench/FINDINGS.md)."""

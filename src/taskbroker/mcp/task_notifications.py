@@ -194,11 +194,9 @@ class TaskListenHandler:
         user's or expired.  With ``retry``, a refused or failed read (rate limit, database
         away) is retried after a pause instead of ending the report: the last state must
         not be lost."""
-        ext = self._extension
         while True:
             try:
-                status = await ext._status(task_id)
-                return {**ext._task(status, detailed=True, poll_ms=await ext._poll_ms(status))}
+                return await self._extension.detailed(task_id)
             except MCPError as exc:
                 if exc.error.code == INVALID_PARAMS:
                     return None

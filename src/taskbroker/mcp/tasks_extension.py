@@ -127,9 +127,13 @@ class TasksExtension(Extension):
 
     async def _get(self, ctx: ServerRequestContext[Any, Any],
                    params: TaskIdParams) -> dict[str, Any]:
-        status = await self._status(params.task_id)
-        return {"resultType": "complete",
-                **self._task(status, detailed=True, poll_ms=await self._poll_ms(status))}
+        return {"resultType": "complete", **await self.detailed(params.task_id)}
+
+    async def detailed(self, task_id: str) -> dict[str, Any]:
+        """The caller's task as ``tasks/get`` shows it (result or error inlined once it
+        ended); MCPError -32602 for an unknown, foreign or expired id."""
+        status = await self._status(task_id)
+        return self._task(status, detailed=True, poll_ms=await self._poll_ms(status))
 
     async def _update(self, ctx: ServerRequestContext[Any, Any],
                       params: TaskUpdateParams) -> dict[str, Any]:
