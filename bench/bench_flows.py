@@ -41,7 +41,7 @@ from bench_common import (
 )
 
 from tests.support.procs import free_port
-from tests.support.tasks_client import TasksClient, get_task
+from tests.support.tasks_client import TasksClient, get_task, listen_request
 
 __all__ = ["run"]
 
@@ -151,18 +151,11 @@ async def _push_follow(url: str, pid: int, listeners: int, windows: int, seconds
     their task's state at once; ms of CPU to open one stream).  Many clients at once: the
     process's CPU is read in 10-ms ticks, too coarse for one quiet client."""
     import httpx
-    from mcp.types import LATEST_PROTOCOL_VERSION
 
     async with _http_session(url, tasks=True) as client:
         task_ids = [(await client.session.call_tool("test_parked", dict(PARKED_PARAMS),
                                                     allow_claimed=True)).task_id
                     for _ in range(listeners)]
-    headers = {"Accept": "application/json, text/event-stream",
-               "Content-Type": "application/json", "Mcp-Method": "subscriptions/listen",
-               "MCP-Protocol-Version": LATEST_PROTOCOL_VERSION}
-    meta = {"io.modelcontextprotocol/protocolVersion": LATEST_PROTOCOL_VERSION,
-            "io.modelcontextprotocol/clientCapabilities": {
-                "extensions": {"io.modelcontextprotocol/tasks": {}}}}
     per_second: list[float] = []
     delivered, opened = 0, 0.0
     limits = httpx.Limits(max_connections=listeners + 4, max_keepalive_connections=listeners)
@@ -176,9 +169,8 @@ async def _push_follow(url: str, pid: int, listeners: int, windows: int, seconds
             async def listen(task_id: str, ready: anyio.Semaphore = ready,
                              stop: anyio.Event = stop) -> None:
                 nonlocal delivered
-                body = {"jsonrpc": "2.0", "id": f"bench-{task_id}",
-                        "method": "subscriptions/listen",
-                        "params": {"notifications": {"taskIds": [task_id]}, "_meta": meta}}
+                headers, body = listen_request({"taskIds": [task_id]},
+                                               request_id=f"bench-{task_id}")
                 async with http.stream("POST", url, headers=headers, json=body) as resp:
                     async for line in resp.aiter_lines():
                         if line.startswith("data:") and "notifications/tasks" in line:

@@ -34,6 +34,7 @@ from tests.support.tasks_client import (
     TasksClient,
     cancel_task,
     get_task,
+    listen_request,
     update_task,
 )
 
@@ -468,18 +469,9 @@ def _listen(server: dict[str, str], user: str, notifications: dict[str, Any], *,
     """A raw streamable-HTTP client (the SDK's listen() knows no taskIds): one
     subscriptions/listen request; every JSON-RPC frame of its stream, in order, until the
     stream's result or error."""
-    from mcp.types import LATEST_PROTOCOL_VERSION
-
-    headers = {"Accept": "application/json, text/event-stream",
-               "Content-Type": "application/json", "Authorization": f"Bearer {server[user]}",
-               "MCP-Protocol-Version": LATEST_PROTOCOL_VERSION,
-               "Mcp-Method": "subscriptions/listen"}
-    meta = {"io.modelcontextprotocol/protocolVersion": LATEST_PROTOCOL_VERSION,
-            "io.modelcontextprotocol/clientCapabilities": {
-                "extensions": {TASKS: {}} if declare else {}}}
+    headers, body = listen_request(notifications, request_id="listen-1", declare=declare,
+                                   token=server[user])
     frames: list[dict[str, Any]] = []
-    body = {"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen",
-            "params": {"notifications": notifications, "_meta": meta}}
     with httpx.Client(timeout=limit_s) as http, \
             http.stream("POST", server["url"], headers=headers, json=body) as resp:
         if not resp.headers.get("content-type", "").startswith("text/event-stream"):

@@ -115,3 +115,23 @@ class TasksClient(ClientExtension):
                         return CallToolResult.model_validate(task["result"])
                     raise RuntimeError(f"task {handle.task_id} {task['status']}: {task}")
                 await anyio.sleep(min(interval, 0.2))
+
+
+def listen_request(notifications: dict[str, Any], *, request_id: str, declare: bool = True,
+                   token: str | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+    """(HTTP headers, JSON-RPC body) of a raw ``subscriptions/listen`` on the 2026-07-28
+    revision (per-request envelope in ``_meta``; ``declare``: the tasks extension among the
+    client capabilities).  The SDK's ``Client.listen()`` knows no ``taskIds``."""
+    from mcp.types import LATEST_PROTOCOL_VERSION
+
+    headers = {"Accept": "application/json, text/event-stream",
+               "Content-Type": "application/json", "Mcp-Method": "subscriptions/listen",
+               "MCP-Protocol-Version": LATEST_PROTOCOL_VERSION}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    meta = {"io.modelcontextprotocol/protocolVersion": LATEST_PROTOCOL_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {
+                "extensions": {TASKS: {}} if declare else {}}}
+    body = {"jsonrpc": "2.0", "id": request_id, "method": "subscriptions/listen",
+            "params": {"notifications": notifications, "_meta": meta}}
+    return headers, body
