@@ -114,9 +114,10 @@ class Settings(BaseSettings):
     tasks_poll_seconds: float = Field(
         default=2.0, ge=0.1, le=60,
         description="The tasks extension's advised pollIntervalMs for a task type without "
-        "measured runs, and its floor (longer types are advised half their median run, up to "
-        "10 s). A lone client's tasks/get costs ~2.5 ms of server CPU (so 2 s: ~1.3 ms/s of "
-        "waiting; 3 s: under 1 ms/s).",
+        "measured runs, and its floor (longer types are advised half their median run, and a "
+        "working task a quarter of its age, up to 10 s). A lone client's tasks/get costs "
+        "~2.5 ms of server CPU: ~1.2 ms per second of waiting at 2 s, less as the advice "
+        "backs off.",
     )
     tool_text: Literal["json", "summary"] = Field(
         default="json",

@@ -17,6 +17,10 @@ Everything goes through TaskService as the caller: identity, rate limits (each m
 as a status or cancel), ownership.  Another user's task id, an unknown one and a malformed one
 all get the same ``-32602`` error.  Status mapping: pending/started/retry -> working,
 success/failure -> completed, revoked -> cancelled; a purged record is "Task has expired".
+
+``pollIntervalMs`` (which the spec lets change over a task's life) backs off as a task works:
+the floor (``TASKBROKER_TASKS_POLL_SECONDS``), half the median of the type's measured runs, or
+a quarter of the task's age, whichever is longest, up to 10 s.
 """
 
 from __future__ import annotations
@@ -62,6 +66,10 @@ _WORKING = {"pending", "started", "retry"}
 #: the longest poll interval advised for a long-running type (a client still hears of the
 #: end within this long)
 MAX_POLL_MS = 10_000
+#: a working task's advised poll interval is at least this share of its age (backing off as
+#: it runs: a client hears of the end at most a quarter of the task's age late, up to
+#: MAX_POLL_MS, and one following an hour-long task polls every 10 s, not every 2)
+POLL_AGE_SHARE = 0.25
 
 class TaskIdParams(RequestParams):
     """``{"taskId": ...}`` of tasks/get and tasks/cancel."""
@@ -173,20 +181,28 @@ class TasksExtension(Extension):
                            message=str(to_tool_error(exc, "tasks").args[0])) from None
 
     async def _poll_ms(self, status: TaskStatus) -> int:
-        """The advised poll interval for ``status``'s task: ``poll_interval_ms``, or longer
-        for a type whose measured runs take long (half the median, at most
-        :data:`MAX_POLL_MS`), so a client following a long task costs the server less."""
+        """The advised poll interval for ``status``'s task: ``poll_interval_ms``; longer for a
+        type whose measured runs take long (half the median); and, while the task works, at
+        least :data:`POLL_AGE_SHARE` of its age (a task running for a minute will hardly end
+        in the next second).  At most :data:`MAX_POLL_MS` (or the configured floor, if
+        longer), so a client following the advice hears of the end at most that late."""
+        floor, cap = self.poll_interval_ms, max(MAX_POLL_MS, self.poll_interval_ms)
+        advised = floor
         registry, book = self.service.registry, self.service.estimates
-        if not status.task_type or status.task_type not in registry:
-            return self.poll_interval_ms
-        task_type = registry.get(status.task_type)
-        # the book's cache answers without I/O; a stale entry is read off the event loop
-        estimate = book.fresh(task_type) or await anyio.to_thread.run_sync(book.estimate,
-                                                                            task_type)
-        if not estimate.measured_runs:
-            return self.poll_interval_ms
-        return min(MAX_POLL_MS, max(self.poll_interval_ms,
-                                    int(estimate.poll_interval_seconds * 1000)))
+        if status.task_type and status.task_type in registry:
+            task_type = registry.get(status.task_type)
+            # the book's cache answers without I/O; a stale entry is read off the event loop
+            estimate = book.fresh(task_type) or await anyio.to_thread.run_sync(book.estimate,
+                                                                                task_type)
+            if estimate.measured_runs:
+                advised = max(advised, int(estimate.poll_interval_seconds * 1000))
+        if status.status in _WORKING and status.queued_at is not None:
+            queued = status.queued_at
+            if queued.tzinfo is None:  # the ledger keeps UTC
+                queued = queued.replace(tzinfo=dt.UTC)
+            age = (dt.datetime.now(dt.UTC) - queued).total_seconds()
+            advised = max(advised, int(age * POLL_AGE_SHARE * 1000))
+        return min(cap, advised)
 
     def _task(self, status: TaskStatus, *, detailed: bool, poll_ms: int) -> dict[str, Any]:
         created = status.queued_at or dt.datetime.now(dt.UTC)
