@@ -21,6 +21,7 @@ from taskbroker.console.app import Console, ConsoleOptions, create_console_app
 from taskbroker.core.settings import Settings
 from taskbroker.core.waiting import TaskWatcher, WaitSlots
 from taskbroker.mcp.server import ServerOptions, create_server
+from taskbroker.mcp.stdio import serve_stdio
 from taskbroker.mcp.tokens import JWTVerifier, StaticTokenVerifier, add_token, new_token
 
 __all__ = ["AnyOfVerifier", "build_verifier", "check_auth_off", "ensure_local_admin_token",
@@ -224,8 +225,9 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
     client closes the stream); ``cleanup`` runs before this returns or the process exits.
 
     HTTP: the first signal stops accepting and lets requests in flight finish; a second one
-    cuts them; then ``cleanup`` runs and this returns.  stdio: the server's reader thread is
-    blocked on stdin and cannot be interrupted, so a signal runs ``cleanup`` and exits the
+    cuts them; then ``cleanup`` runs and this returns.  stdio (served from the event loop
+    when stdin and stdout are pipes, :mod:`taskbroker.mcp.stdio`; else the SDK's reader
+    thread, blocked on stdin, cannot be interrupted): a signal runs ``cleanup`` and exits the
     process with status 0 at once.
     """
     settings = app.settings
@@ -240,10 +242,10 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
                 os._exit(0)
 
         _on_stop_signals(stop_stdio)
+        mcp = create_server(app.service, local_principal=principal,
+                            options=server_options(settings), watcher=task_watcher(app))
         try:
-            create_server(app.service, local_principal=principal,
-                          options=server_options(settings), watcher=task_watcher(app)
-                          ).run("stdio")
+            anyio.run(serve_stdio, mcp._lowlevel_server)
         finally:
             cleanup()
         return
