@@ -28,7 +28,7 @@ from mcp.server.stdio import stdio_server
 
 __all__ = ["MAX_LINE_BYTES", "LoopLines", "LoopWriter", "serve_stdio", "stdio_streams"]
 
-#: the longest message line read (a longer one is answered as a parse error and skipped)
+#: the longest message line read (a longer one is skipped, like any line that is not JSON-RPC)
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
@@ -44,8 +44,9 @@ def _loop_servable(fd: int) -> bool:
 class LoopLines:
     """The lines of a pipe read on the event loop, as text (``async for line in ...``).
 
-    A line longer than :data:`MAX_LINE_BYTES` is skipped and given as one invalid line, so
-    the session answers it with a parse error and goes on.
+    A line longer than :data:`MAX_LINE_BYTES` is skipped without being held in memory and
+    given as one invalid line, which the session drops as it drops any line that is not
+    JSON-RPC; reading goes on.
     """
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
