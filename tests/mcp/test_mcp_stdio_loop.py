@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from taskbroker.mcp.stdio import LoopLines
+from taskbroker.mcp.stdio import MAX_LINE_BYTES, LoopLines
 
 
 def test_lines_are_read_as_text_and_an_overlong_one_is_skipped() -> None:
@@ -63,3 +63,9 @@ def test_a_regular_file_on_stdin_keeps_the_sdk_threads(tmp_path: Path) -> None:
     with requests.open("rb") as stdin:
         done = _run(stdin.fileno(), None)
     assert done.stdout.decode().splitlines() == ["threads"]
+
+
+def test_an_overlong_line_on_the_pipe_is_skipped_and_serving_goes_on() -> None:
+    done = _run(None, b"x" * (MAX_LINE_BYTES + 1024) + b"\nnext\n")
+    assert done.stdout.decode().splitlines() == ["echo <line too long>", "echo next",
+                                                 "after: blocking=1"]
