@@ -434,7 +434,7 @@ def _waiting(server: Server, ids: list[str], tiny: bool) -> list[Figure]:
     pid = server.proc.pid
     figures = []
     # /proc counts CPU in 10 ms ticks: one waiter needs a long wait to be measured at all
-    for waiters, seconds in (((1, 3.0), (50, 3.0)) if tiny else ((1, 45.0), (1000, 20.0))):
+    for waiters, seconds in (((1, 1.0), (50, 1.0)) if tiny else ((1, 45.0), (1000, 20.0))):
         cpu0 = cpu_seconds(pid)
         time.sleep(seconds)
         idle = cpu_seconds(pid) - cpu0
