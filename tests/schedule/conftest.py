@@ -1,43 +1,29 @@
 """Fixtures for the schedule tests: SQLite and PostgreSQL stores.
 
-PostgreSQL (127.0.0.1:5432, user postgres, trust auth) gets a uniquely named database per
-test session, dropped at the end; tests needing it are skipped when the server is down.
+PostgreSQL: a uniquely named database on the session's server (the machine's on
+127.0.0.1:5432, or a cluster the suite starts), dropped at the end.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from taskbroker.adapters.sql.engine import dispose_engines, engine_for
 from taskbroker.schedule.store import ScheduleStore
 from taskbroker.schedule.tables import metadata
-
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from tests.support.procs import Postgres
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a fresh PostgreSQL database for this session (dropped afterwards)."""
-    name = f"taskbroker_sched_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT",
-                          connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - environment without PostgreSQL
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not available: {exc}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def pg_url(postgres: Postgres) -> Iterator[str]:
+    """URL of a fresh database on the session's PostgreSQL (dropped afterwards)."""
+    with postgres.scratch_database("taskbroker_sched") as url:
+        try:
+            yield url
+        finally:
+            dispose_engines()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -12,8 +11,7 @@ from metrics_programs import D0
 from taskbroker.adapters.sql.engine import engine_for
 from taskbroker.core.settings import get_settings
 from taskbroker.plugins.metrics import data
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.support.procs import Postgres
 
 
 @pytest.fixture
@@ -32,23 +30,13 @@ def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A uniquely named PostgreSQL database at 127.0.0.1:5432, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"tb_metrics_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:  # pragma: no cover - environment
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    try:
-        yield url
-    finally:
-        engine_for(url).dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def postgres_url(postgres: Postgres) -> Iterator[str]:
+    """A throwaway database on the session's PostgreSQL, dropped afterwards."""
+    with postgres.scratch_database("tb_metrics") as url:
+        try:
+            yield url
+        finally:
+            engine_for(url).dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
