@@ -159,7 +159,10 @@ def test_retry_a_failed_task_and_follow_the_link(browser: Any, server: dict[str,
     page.wait_for_load_state()
     assert "RuntimeError: disk full" in (page.get_by_test_id("task-error").text_content() or "")
     page.get_by_role("button", name="Retry").click()
-    page.wait_for_url(TASK_URL)
+    # the failed task's own page matches TASK_URL too: wait for the retried task's page (a
+    # plain wait_for_url(TASK_URL) could return before the retry's redirect)
+    page.wait_for_url(lambda url: TASK_URL.search(url) is not None
+                      and not url.endswith(failed))
     retried = page.url.rsplit("/", 1)[1]
     assert retried != failed
     link = page.get_by_test_id("retry-of")
