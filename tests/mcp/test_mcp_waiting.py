@@ -188,6 +188,29 @@ def test_the_tasks_extension_runs_a_task_to_completion(server: dict[str, str]) -
     assert ext.polls >= 1 and len(ext.handles) == 1
 
 
+def test_a_task_handle_costs_no_status_call(dist_env: dict[str, str], tmp_path: Path) -> None:
+    """A task-augmented call answers its handle from the start itself: it spends none of the
+    caller's status limit, so a caller at that limit still gets the handle of every task it
+    starts (before, the start went through and the status read after it was refused: the
+    client got an error and never learned the id of the task it had started)."""
+    env = dict(dist_env, TASKBROKER_RATE_LIMITS="status: 1/minute")
+    params = {"path": str(tmp_path / "never")}
+
+    async def body(c: Client) -> tuple[list[Any], list[Any]]:
+        handles = [await c.session.call_tool("test_parked", dict(params), allow_claimed=True)
+                   for _ in range(3)]
+        listed = await c.call_tool("list_active_tasks_tool", {})
+        return handles, listed.structured_content["tasks"]
+
+    handles, active = run_with(stdio_client(env, extensions=[TasksClient()]), body)
+    kinds = ["task" if getattr(h, "task_id", None) else tool_text(h) for h in handles]
+    assert kinds == ["task"] * 3, kinds
+    assert all(h.status == "working" for h in handles)
+    ids = [h.task_id for h in handles]
+    assert len(set(ids)) == 3
+    assert {t["task_id"] for t in active} >= set(ids)
+
+
 def test_a_failed_task_is_completed_with_is_error(server: dict[str, str]) -> None:
     async def body(c: Client) -> dict[str, Any]:
         handle = await c.session.call_tool("test_fail", {"message": "disk on fire"},

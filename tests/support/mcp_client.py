@@ -12,14 +12,15 @@ from mcp import Client, StdioServerParameters
 __all__ = ["http_client", "run_with", "stdio_client", "tool_text"]
 
 
-def stdio_client(env: dict[str, str], *args: str) -> Client:
-    """A client that launches ``taskbroker serve --transport stdio`` as its subprocess."""
+def stdio_client(env: dict[str, str], *args: str, **client_args: Any) -> Client:
+    """A client that launches ``taskbroker serve --transport stdio`` as its subprocess (extra
+    ``Client`` fields, e.g. ``extensions``, allowed)."""
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "taskbroker", "serve", "--transport", "stdio", "--no-worker", *args],
         env=env,
     )
-    return Client(params)
+    return Client(params, **client_args)
 
 
 def http_client(url: str, token: str | None = None) -> Client:
