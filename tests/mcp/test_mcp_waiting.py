@@ -211,6 +211,32 @@ def test_a_task_handle_costs_no_status_call(dist_env: dict[str, str], tmp_path: 
     assert {t["task_id"] for t in active} >= set(ids)
 
 
+def test_a_typed_tool_answers_the_id_of_its_task_when_the_status_read_is_refused(
+        dist_env: dict[str, str], tmp_path: Path) -> None:
+    """A typed tool reads its task's status once its wait ends; when that read is refused
+    (here the caller's status limit), the task was started all the same: the answer is its id
+    and how to wait for it, not an error that loses the id."""
+    env = dict(dist_env, TASKBROKER_RATE_LIMITS="status: 1/minute",
+               TASKBROKER_TOOL_WAIT_SECONDS="0.2")
+    params = {"path": str(tmp_path / "never")}
+
+    async def body(c: Client) -> tuple[list[Any], list[Any]]:
+        answers = [await c.call_tool("test_parked", dict(params)) for _ in range(3)]
+        listed = await c.call_tool("list_active_tasks_tool", {})
+        return answers, listed.structured_content["tasks"]
+
+    answers, active = run_with(stdio_client(env), body)
+    assert [a.is_error for a in answers] == [False] * 3, [tool_text(a) for a in answers]
+    ids = [a.structured_content["task_id"] for a in answers]
+    assert len(set(ids)) == 3 and {t["task_id"] for t in active} >= set(ids)
+    assert answers[0].structured_content["next"].startswith("still running after 0.2 s")
+    for late in answers[1:]:  # the status limit was spent by the first answer
+        assert late.structured_content["status"] == "pending"
+        assert "could not be read" in late.structured_content["next"]
+        assert "RateLimitError" in late.structured_content["next"]
+        assert "wait_for_task_tool" in late.structured_content["next"]
+
+
 def test_a_failed_task_is_completed_with_is_error(server: dict[str, str]) -> None:
     async def body(c: Client) -> dict[str, Any]:
         handle = await c.session.call_tool("test_fail", {"message": "disk on fire"},

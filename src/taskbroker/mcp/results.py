@@ -59,14 +59,18 @@ def tool_result(status: TaskStatus, mode: TextMode = "json") -> CallToolResult:
                           is_error=True)
 
 
-def pending_result(status: TaskStatus, *, waited: float) -> CallToolResult:
+def pending_result(status: TaskStatus, *, waited: float,
+                   unread: str | None = None) -> CallToolResult:
     """A typed tool's answer when its task did not finish within the wait: where it stands
-    and how to wait for it (not an error: the task goes on)."""
+    and how to wait for it (not an error: the task goes on).  ``unread``: why the task's
+    status could not be read after it was started (``status`` is then the start's)."""
+    how = ("call wait_for_task_tool with this task_id (or poll get_task_status_tool); the "
+           "result is kept in the ledger")
     body = {
         "task_id": status.task_id, "status": status.status, "progress": status.progress,
         "message": status.message,
-        "next": (f"still running after {waited:g} s: call wait_for_task_tool with this task_id "
-                 "(or poll get_task_status_tool); the result is kept in the ledger"),
+        "next": (f"still running after {waited:g} s: {how}" if unread is None else
+                 f"started, but its status could not be read just now ({unread}): {how}"),
     }
     return CallToolResult(content=[TextContent(type="text", text=compact_json(body))],
                           structured_content=body)

@@ -17,6 +17,7 @@ message naming the field.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from mcp.server.mcpserver import Context
@@ -26,16 +27,19 @@ from mcp.types import CallToolResult, ToolAnnotations
 
 from taskbroker.core.contract.tasktype import TaskType
 from taskbroker.core.pipeline.errors import RateLimited
-from taskbroker.core.pipeline.models import FINAL_STATUSES
+from taskbroker.core.pipeline.models import FINAL_STATUSES, TaskStatus
 from taskbroker.core.pipeline.service import TaskService
 from taskbroker.core.waiting import TaskWatcher
 from taskbroker.mcp.caller import ServiceCaller
+from taskbroker.mcp.errors import to_tool_error
 from taskbroker.mcp.logging_capability import SessionLogLevels
 from taskbroker.mcp.raw_args import RawArguments
 from taskbroker.mcp.results import TextMode, error_result, pending_result, tool_result
 from taskbroker.mcp.waiting import WaitSlots, follow_task
 
 __all__ = ["typed_tools"]
+
+log = logging.getLogger("taskbroker.mcp")
 
 
 def typed_tools(service: TaskService, caller: ServiceCaller, watcher: TaskWatcher,
@@ -56,16 +60,24 @@ def _tool(task_type: TaskType, service: TaskService, caller: ServiceCaller,
     async def run(arguments: dict[str, Any], ctx: Context[Any, Any]) -> CallToolResult:
         try:
             receipt = await caller.run(service.start, name, arguments)
-            waited = wait_seconds
-            try:
-                async with slots.hold(caller.principal().user_id):
-                    await follow_task(ctx, watcher, levels, receipt.task_id,
-                                      timeout=wait_seconds)
-            except RateLimited:  # this user waits in too many calls: answer the task id now
-                waited = 0.0
-            status = await caller.run(service.status, receipt.task_id)
         except Exception as exc:  # refused or unavailable: the documented error text
             return error_result(exc, name)
+        # from here the task exists: whatever fails, the answer carries its id
+        waited = wait_seconds
+        try:
+            async with slots.hold(caller.principal().user_id):
+                await follow_task(ctx, watcher, levels, receipt.task_id, timeout=wait_seconds)
+        except RateLimited:  # this user waits in too many calls: answer the task id now
+            waited = 0.0
+        except Exception as exc:  # the wait broke off (the ledger is away): the id still goes
+            log.warning("waiting for task %s failed: %s", receipt.task_id, type(exc).__name__)
+        try:
+            status = await caller.run(service.status, receipt.task_id)
+        except Exception as exc:  # refused (the caller's status limit) or unavailable
+            started = TaskStatus(task_id=receipt.task_id, status=receipt.status, progress=0,
+                                 task_type=receipt.task_type, queued_at=receipt.queued_at)
+            return pending_result(started, waited=waited,
+                                  unread=str(to_tool_error(exc, name).args[0]))
         if status.status in FINAL_STATUSES:
             return tool_result(status, text)
         return pending_result(status, waited=waited)
