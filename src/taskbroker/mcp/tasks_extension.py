@@ -130,10 +130,7 @@ class TasksExtension(Extension):
         # the handle comes from the start's own receipt: a status read here would cost the
         # caller a status call, and one refused by the rate limit would hide the id of a task
         # that was started
-        status = TaskStatus(task_id=receipt.task_id, status=receipt.status, progress=0,
-                            task_type=receipt.task_type, queued_at=receipt.queued_at,
-                            retry_of=receipt.retry_of,
-                            message=receipt.message if receipt.deduplicated else None)
+        status = receipt.as_status()
         return {"resultType": "task", **self._task(status, detailed=False,
                                                    poll_ms=await self._poll_ms(status))}
 

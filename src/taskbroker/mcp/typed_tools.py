@@ -27,7 +27,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 
 from taskbroker.core.contract.tasktype import TaskType
 from taskbroker.core.pipeline.errors import RateLimited
-from taskbroker.core.pipeline.models import FINAL_STATUSES, TaskStatus
+from taskbroker.core.pipeline.models import FINAL_STATUSES
 from taskbroker.core.pipeline.service import TaskService
 from taskbroker.core.waiting import TaskWatcher
 from taskbroker.mcp.caller import ServiceCaller
@@ -74,9 +74,7 @@ def _tool(task_type: TaskType, service: TaskService, caller: ServiceCaller,
         try:
             status = await caller.run(service.status, receipt.task_id)
         except Exception as exc:  # refused (the caller's status limit) or unavailable
-            started = TaskStatus(task_id=receipt.task_id, status=receipt.status, progress=0,
-                                 task_type=receipt.task_type, queued_at=receipt.queued_at)
-            return pending_result(started, waited=waited,
+            return pending_result(receipt.as_status(), waited=waited,
                                   unread=str(to_tool_error(exc, name).args[0]))
         if status.status in FINAL_STATUSES:
             return tool_result(status, text)

@@ -87,6 +87,14 @@ class StartReceipt(BaseModel):
         description="True when idempotency_key matched an earlier start: task_id is that task's.",
     )
 
+    def as_status(self) -> TaskStatus:
+        """The task as this start left it, with no read of the ledger: what a status call
+        right after the start shows (a deduplicated start's message says so)."""
+        return TaskStatus(task_id=self.task_id, status=self.status, progress=0,
+                          task_type=self.task_type, queued_at=self.queued_at,
+                          retry_of=self.retry_of,
+                          message=self.message if self.deduplicated else None)
+
 
 class TaskStatus(BaseModel):
     """Returned by status: where a task is, its progress and its outcome."""
