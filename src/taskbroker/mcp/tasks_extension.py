@@ -189,8 +189,7 @@ class TasksExtension(Extension):
         least :data:`POLL_AGE_SHARE` of its age (a task running for a minute will hardly end
         in the next second).  At most :data:`MAX_POLL_MS` (or the configured floor, if
         longer), so a client following the advice hears of the end at most that late."""
-        floor, cap = self.poll_interval_ms, max(MAX_POLL_MS, self.poll_interval_ms)
-        advised = floor
+        advised = self.poll_interval_ms
         registry, book = self.service.registry, self.service.estimates
         if status.task_type and status.task_type in registry:
             task_type = registry.get(status.task_type)
@@ -200,12 +199,10 @@ class TasksExtension(Extension):
             if estimate.measured_runs:
                 advised = max(advised, int(estimate.poll_interval_seconds * 1000))
         if status.status in _WORKING and status.queued_at is not None:
-            queued = status.queued_at
-            if queued.tzinfo is None:  # the ledger keeps UTC
-                queued = queued.replace(tzinfo=dt.UTC)
-            age = (dt.datetime.now(dt.UTC) - queued).total_seconds()
+            # ledger records and receipts carry aware UTC times
+            age = (dt.datetime.now(dt.UTC) - status.queued_at).total_seconds()
             advised = max(advised, int(age * POLL_AGE_SHARE * 1000))
-        return min(cap, advised)
+        return min(max(MAX_POLL_MS, self.poll_interval_ms), advised)
 
     def _task(self, status: TaskStatus, *, detailed: bool, poll_ms: int) -> dict[str, Any]:
         created = status.queued_at or dt.datetime.now(dt.UTC)
