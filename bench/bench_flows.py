@@ -62,6 +62,16 @@ async def _http_session(url: str, *, tasks: bool) -> AsyncIterator[Any]:
         yield client
 
 
+async def _parked_handle(client: Any) -> Any:
+    """The task handle of a new parked task (a task that never moves), started through the
+    tasks extension by ``client``."""
+    handle = await client.session.call_tool("test_parked", dict(PARKED_PARAMS),
+                                            allow_claimed=True)
+    if getattr(handle, "result_type", None) != "task":
+        raise RuntimeError(f"no task handle: {handle!r}"[:500])
+    return handle
+
+
 def _idle_rate(pid: int, seconds: float) -> float:
     """CPU seconds per second ``pid`` burns while nobody calls it."""
     cpu0 = cpu_seconds(pid)
@@ -80,10 +90,7 @@ async def _tasks_get_batch(url: str, pid: int, clients: int, per_client: int,
         for s in sessions:
             mine = []
             for _ in range(4):
-                handle = await s.session.call_tool("test_parked", dict(PARKED_PARAMS),
-                                                   allow_claimed=True)
-                if getattr(handle, "result_type", None) != "task":
-                    raise RuntimeError(f"no task handle from {url}: {handle!r}"[:500])
+                handle = await _parked_handle(s)
                 mine.append(handle.task_id)
                 advised = handle.poll_interval_ms or 0
             handles.append(mine)
@@ -118,8 +125,7 @@ async def _follow(url: str, pid: int, windows: int, seconds: float
     polls per second, is what following costs."""
     pace = 0.1
     async with _http_session(url, tasks=True) as client:
-        handle = await client.session.call_tool("test_parked", dict(PARKED_PARAMS),
-                                                allow_claimed=True)
+        handle = await _parked_handle(client)
         task = await get_task(client.session, handle.task_id)
         advised = int(task.get("pollIntervalMs") or handle.poll_interval_ms or 1000)
         per_poll: list[float] = []
@@ -148,8 +154,7 @@ async def _advised_polls(url: str, seconds: float) -> list[int]:
     ``tasks/get``, then a sleep of the ``pollIntervalMs`` it answered, until the time is up.
     Returns the advised intervals, one per poll made."""
     async with _http_session(url, tasks=True) as client:
-        handle = await client.session.call_tool("test_parked", dict(PARKED_PARAMS),
-                                                allow_claimed=True)
+        handle = await _parked_handle(client)
         advice: list[int] = []
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < seconds:
@@ -172,9 +177,7 @@ async def _push_follow(url: str, pid: int, listeners: int, windows: int, seconds
     import httpx
 
     async with _http_session(url, tasks=True) as client:
-        task_ids = [(await client.session.call_tool("test_parked", dict(PARKED_PARAMS),
-                                                    allow_claimed=True)).task_id
-                    for _ in range(listeners)]
+        task_ids = [(await _parked_handle(client)).task_id for _ in range(listeners)]
     per_second: list[float] = []
     delivered, opened = 0, 0.0
     limits = httpx.Limits(max_connections=listeners + 4, max_keepalive_connections=listeners)
