@@ -7,6 +7,10 @@ mode's filesystem transport.  Deliverability of a Celery message is proven by co
 raw message with kombu from the same app's connection, as a worker would receive it (task id
 from the protocol-2 headers, kwargs from the JSON body) -- no worker is started.
 
+"celery-redis-on-loop" is the same CeleryBroker publishing as an MCP server's start does: on
+an event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`), Celery building the message
+and the LPUSH awaited with redis.asyncio.
+
 Every adapter also has a "down" twin: the stub with ``unavailable`` set, a CeleryBroker on a
 port nothing listens on (short TASKBROKER_BROKER_TIMEOUT), and the filesystem transport whose
 broker directory went away.  ``KNOWN_BREAKS`` lists the clauses an adapter breaks today
@@ -24,6 +28,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
+import anyio
 import pytest
 from celery import Celery
 
@@ -31,12 +36,13 @@ from taskbroker.adapters.celery.app import make_celery_app
 from taskbroker.adapters.celery.broker import CeleryBroker
 from taskbroker.adapters.memory import StubBroker
 from taskbroker.core.contract.tasktype import NoParams, TaskType
+from taskbroker.core.loop_bridge import close_loop_locals, run_on_loop
 from taskbroker.core.ports import Broker, Unavailable
 from taskbroker.core.settings import Settings
 from tests.support.procs import Redis, free_port
 
 #: every adapter of the port; a new one adds its name here and a branch in ``_open``
-ADAPTERS = ("stub", "celery-redis", "celery-filesystem")
+ADAPTERS = ("stub", "celery-redis", "celery-redis-on-loop", "celery-filesystem")
 
 #: (test, adapter) -> why the adapter breaks that clause today (strict xfail, see conftest)
 KNOWN_BREAKS: dict[tuple[str, str], str] = {}
@@ -125,28 +131,55 @@ def _receive_raw(app: Celery, queue: str, timeout: float) -> Delivered | None:
     )
 
 
-def _celery(kind: str, settings: Settings, make_down: Callable[[], Broker]) -> BrokerUnderTest:
+class OnLoopBroker(CeleryBroker):
+    """A CeleryBroker whose every publish runs on an event loop, as an MCP server's start."""
+
+    awaited = 0  # LPUSHes awaited on the loop
+
+    def _send_on_loop(self, *args: Any) -> int:
+        pushed = super()._send_on_loop(*args)
+        self.awaited += pushed
+        return pushed
+
+    def publish(self, task_type: TaskType, *args: Any, **kwargs: Any) -> None:
+        assert self.loop_io
+        self._declared.add(task_type.queue)  # the awaited LPUSH even for a queue's first message
+
+        async def main() -> None:
+            try:
+                await run_on_loop(super(OnLoopBroker, self).publish, task_type, *args, **kwargs)
+            finally:
+                await close_loop_locals()
+
+        before = self.awaited
+        anyio.run(main)
+        assert self.awaited == before + 1  # not kombu's own blocking LPUSH
+
+
+def _celery(kind: str, settings: Settings, make_down: Callable[[], Broker],
+            broker: type[CeleryBroker] = CeleryBroker) -> BrokerUnderTest:
     app = make_celery_app(settings)
-    return BrokerUnderTest(kind, CeleryBroker(app), lambda q, t: _receive_raw(app, q, t),
+    return BrokerUnderTest(kind, broker(app), lambda q, t: _receive_raw(app, q, t),
                            lambda t: t.celery_name, make_down, [app.close])
 
 
 def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> BrokerUnderTest:
     if kind == "stub":
         return _stub()
-    if kind == "celery-redis":
+    if kind in ("celery-redis", "celery-redis-on-loop"):
         redis: Redis = request.getfixturevalue("redis_server")
+        broker = OnLoopBroker if kind.endswith("on-loop") else CeleryBroker
 
         def redis_down() -> Broker:
             url = f"redis://127.0.0.1:{free_port()}/{REDIS_DB}"
             app = make_celery_app(Settings(redis_url=url, data_dir=tmp_path / "down",
                                            broker_timeout=DOWN_TIMEOUT))
             under_test.closers.append(app.close)
-            return CeleryBroker(app)
+            return broker(app)
 
         settings = Settings(redis_url=f"redis://127.0.0.1:{redis.port}/{REDIS_DB}",
                             data_dir=tmp_path, broker_timeout=2.0)
-        under_test = _celery(kind, settings, redis_down)
+        under_test = _celery(kind, settings, redis_down, broker)
         return under_test
     if kind == "celery-filesystem":
         def filesystem_down() -> Broker:

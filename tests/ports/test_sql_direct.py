@@ -8,6 +8,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 
+import anyio
 import psycopg
 import pytest
 from sqlalchemy import delete, insert, select
@@ -106,6 +107,27 @@ def test_non_json_params_are_rejected_and_nothing_is_stored(ledger: SqlLedger) -
     assert ledger.get(task_id) is None
 
 
+def test_the_direct_count_of_active_tasks_is_what_sqlalchemy_counts(ledger: SqlLedger) -> None:
+    from sqlalchemy import func
+
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    for task_id in ids:
+        ledger.create(task_id=task_id, task_type="t", task_name="tb.t", owner="alice",
+                      params={})
+    ledger.mark_started(ids[0], worker="w")
+    ledger.finish(ids[1], status="success")
+    ledger.cancel(ids[2])
+    with ledger.ac.connect() as conn:
+        by_hand = conn.execute(select(func.count()).select_from(tasks).where(
+            tasks.c.owner == "alice", tasks.c.status.in_(("queued", "started", "retry")))
+        ).scalar_one()
+    states = [record.status for record in map(ledger.get, ids) if record is not None]
+    assert set(states) >= {"queued", "started", "revoked"}
+    active = sum(state in ("queued", "started", "retry") for state in states)
+    assert ledger.count_active("alice") == by_hand == active
+    assert ledger.count_active("nobody") == 0
+
+
 def test_a_duplicate_idempotency_key_returns_the_first_task(ledger: SqlLedger) -> None:
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     assert ledger.create(task_id=first, task_type="t", task_name="tb.t", owner="alice",
@@ -118,3 +140,62 @@ def test_a_duplicate_idempotency_key_returns_the_first_task(ledger: SqlLedger) -
 
 def _now() -> dt.datetime:
     return utcnow()
+
+
+# --- on the event loop (the MCP server's starts and status reads) ----------------------------
+
+
+def test_on_the_loop_the_same_statements_give_the_same_records(ledger: SqlLedger) -> None:
+    from taskbroker.core.loop_bridge import close_loop_locals, run_on_loop
+
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def main() -> tuple[object, ...]:
+        try:
+            made = await run_on_loop(
+                lambda: ledger.create(task_id=first, task_type="t", task_name="tb.t",
+                                      owner="alice", params=PARAMS, idempotency_key="k"))
+            # the unique index refuses the second insert; the lookup of the first (not a
+            # direct statement) runs in a worker thread
+            again = await run_on_loop(
+                lambda: ledger.create(task_id=second, task_type="t", task_name="tb.t",
+                                      owner="alice", params={}, idempotency_key="k"))
+            mine = await run_on_loop(lambda: ledger.get(first, owner="alice"))
+            theirs = await run_on_loop(lambda: ledger.get(first, owner="bob"))
+            counted = [await run_on_loop(ledger.count_active, who) for who in ("alice", "bob")]
+            opened = len(ledger.direct.loop_connections.get()._idle)  # type: ignore[union-attr]
+            return made, again, mine, theirs, counted, opened
+        finally:
+            await close_loop_locals()
+
+    made, again, mine, theirs, counted, opened = anyio.run(main)
+    assert counted == [1, 0]
+    assert made is None
+    assert again is not None and again.id == first  # type: ignore[attr-defined]
+    assert mine == ledger.get(first) and mine is not None
+    assert mine.params == PARAMS  # type: ignore[attr-defined]
+    assert theirs is None
+    assert ledger.get(second) is None
+    assert opened == 1  # one call at a time: one connection, reused
+
+
+def test_on_the_loop_a_database_restart_costs_one_retry(ledger: SqlLedger, pg_url: str) -> None:
+    from taskbroker.core.loop_bridge import close_loop_locals, run_on_loop
+
+    task_id = str(uuid.uuid4())
+    ledger.create(task_id=task_id, task_type="t", task_name="tb.t", owner="alice", params={})
+
+    async def main() -> list[str | None]:
+        seen = []
+        try:
+            for _ in range(3):
+                record = await run_on_loop(ledger.get, task_id)
+                seen.append(record.id if record else None)
+                # kill every connection but the test's: the loop's one included
+                assert await anyio.to_thread.run_sync(_terminate_others, pg_url) >= 1
+        finally:
+            await close_loop_locals()
+        return seen
+
+    assert anyio.run(main) == [task_id] * 3
+    ledger.engine.dispose()  # the engine's pooled connections were killed too

@@ -247,6 +247,11 @@ class Ledger(abc.ABC):
     #: failing hook never fails the write.
     on_change: Callable[[str], None] | None = None
 
+    #: True when :meth:`create` and :meth:`get` await their statement on the event loop inside
+    #: :func:`~taskbroker.core.loop_bridge.run_on_loop` (and every other method is safe to
+    #: call there: it runs in a worker thread)
+    loop_io: bool = False
+
     def _changed(self, task_id: str) -> None:
         """Tell :attr:`on_change` that ``task_id`` changed (adapters call it after a write)."""
         hook = self.on_change
@@ -446,6 +451,10 @@ class Ledger(abc.ABC):
 
 class Broker(abc.ABC):
     """Hands tasks to workers and takes them back; :class:`Unavailable` when unreachable."""
+
+    #: True when :meth:`publish` awaits its I/O on the event loop inside
+    #: :func:`~taskbroker.core.loop_bridge.run_on_loop` (and is safe to call there)
+    loop_io: bool = False
 
     @abc.abstractmethod
     def publish(self, task_type: TaskType, task_id: str, params: Mapping[str, Any], *,

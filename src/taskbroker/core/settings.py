@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     broker_timeout: float = Field(
         default=2.0, gt=0, description="Seconds a publish may take before ConnectionError."
     )
+    serve_on_loop: bool = Field(
+        default=True,
+        description="MCP server with PostgreSQL and Redis: run starts and status reads on the "
+        "event loop, their insert, read and publish awaited there (the rest of the call runs "
+        "as before; anything else that blocks goes to a worker thread), instead of handing "
+        "each call to a worker thread. About a quarter less server CPU per start; up to 8 "
+        "more database connections per server process. `false` restores the thread per call.",
+    )
     tool_wait_seconds: float = Field(
         default=45.0, ge=0, le=300,
         description="How long a typed task tool call waits for its task before answering with "

@@ -18,6 +18,7 @@ from mcp.server.auth.settings import AuthSettings
 
 from taskbroker.app import App, local_principal
 from taskbroker.console.app import Console, ConsoleOptions, create_console_app
+from taskbroker.core.loop_bridge import close_loop_locals
 from taskbroker.core.settings import Settings
 from taskbroker.core.waiting import TaskWatcher, WaitSlots
 from taskbroker.mcp.server import ServerOptions, create_server
@@ -216,7 +217,8 @@ def server_options(settings: Settings) -> ServerOptions:
                          poll_interval_ms=int(settings.tasks_poll_seconds * 1000),
                          watch_interval=settings.watch_interval,
                          text=settings.tool_text,
-                         max_waits_per_user=settings.max_waits_per_user)
+                         max_waits_per_user=settings.max_waits_per_user,
+                         serve_on_loop=settings.serve_on_loop)
 
 
 def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port: int,
@@ -244,8 +246,14 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
         _on_stop_signals(stop_stdio)
         mcp = create_server(app.service, local_principal=principal,
                             options=server_options(settings), watcher=task_watcher(app))
+        async def serve() -> None:
+            try:
+                await serve_stdio(mcp._lowlevel_server)
+            finally:
+                await close_loop_locals()
+
         try:
-            anyio.run(serve_stdio, mcp._lowlevel_server)
+            anyio.run(serve)
         finally:
             cleanup()
         return
@@ -307,9 +315,12 @@ def serve_mcp(app: App, transport: Literal["stdio", "http"], *, host: str, port:
         log.info("signal %s: stopping the HTTP server", signum)
 
     async def serve_all() -> None:
-        async with anyio.create_task_group() as group:
-            for server in servers:
-                group.start_soon(server.serve)
+        try:
+            async with anyio.create_task_group() as group:
+                for server in servers:
+                    group.start_soon(server.serve)
+        finally:
+            await close_loop_locals()
 
     _on_stop_signals(stop_http)
     log.info("serving MCP on http://%s:%s/mcp", host, port)

@@ -64,6 +64,8 @@ class ServerOptions:
         text: what tool answers carry as text beside structured content
             (:data:`~taskbroker.mcp.results.TextMode`).
         max_waits_per_user: how many calls of one user may wait at once (0: no limit).
+        serve_on_loop: run starts and status reads on the event loop when the service's
+            adapters can await their I/O there (:class:`~taskbroker.mcp.caller.ServiceCaller`).
     """
 
     wait_seconds: float = 45.0
@@ -72,6 +74,7 @@ class ServerOptions:
     watch_interval: float = 0.5
     text: TextMode = "json"
     max_waits_per_user: int = 100
+    serve_on_loop: bool = True
 
 
 def create_server(
@@ -97,7 +100,8 @@ def create_server(
     """
     options = options or ServerOptions()
     watcher = watcher or TaskWatcher(service.ledger, interval=options.watch_interval)
-    caller = ServiceCaller(local_principal)
+    caller = ServiceCaller(local_principal,
+                           loop_service=service if options.serve_on_loop else None)
     levels = SessionLogLevels()
     slots = slots or WaitSlots(options.max_waits_per_user)
     task_tools = typed_tools(service, caller, watcher, levels, wait_seconds=options.wait_seconds,

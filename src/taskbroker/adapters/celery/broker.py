@@ -1,5 +1,10 @@
 """The :class:`~taskbroker.core.ports.Broker` over a Celery app (Redis, or the filesystem
 transport in embedded mode); kombu's errors become :class:`~taskbroker.core.ports.Unavailable`.
+
+On the event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`) a publish over Redis
+builds its message with Celery as always and awaits the LPUSH with redis.asyncio; any other
+transport, and the first publish to each queue (kombu declares the queue then, a blocking
+round trip), run in a worker thread.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from taskbroker.adapters.celery.app import REDIS_TRANSPORT
 from taskbroker.adapters.celery.inventory import queued_task_ids
+from taskbroker.adapters.celery.redis_transport import CAPTURED
 from taskbroker.core.contract.tasktype import TaskType
+from taskbroker.core.loop_bridge import LoopLocal, await_io, off_loop, on_loop
 from taskbroker.core.ports import Broker, Unavailable
 
 __all__ = ["CeleryBroker"]
@@ -26,10 +34,46 @@ class CeleryBroker(Broker):
 
     def __init__(self, app: Celery) -> None:
         self.app = app
+        #: redis.asyncio clients for publishing on the event loop (None: not over Redis)
+        self.loop_redis: LoopLocal[Any] | None = _loop_redis(app)
+        self._declared: set[str] = set()  # queues a publish has reached from this process
+        self.loop_io = self.loop_redis is not None
 
     def publish(self, task_type: TaskType, task_id: str, params: Mapping[str, Any], *,
                 owner: str, roles: frozenset[str], priority: int | None = None,
                 headers: Mapping[str, Any] | None = None) -> None:
+        args = (task_type, task_id, params, owner, roles, priority, headers)
+        if not on_loop():
+            self._send(*args)
+        elif self.loop_redis is None or task_type.queue not in self._declared:
+            off_loop(self._send, *args)
+        else:
+            self._send_on_loop(*args)
+        self._declared.add(task_type.queue)
+
+    def _send_on_loop(self, *args: Any) -> int:
+        """:meth:`_send` with its LPUSH awaited on the loop; returns how many were."""
+        import redis.exceptions
+
+        assert self.loop_redis is not None
+        pushes: list[tuple[str, str]] = []
+        token = CAPTURED.set(pushes)
+        try:
+            self._send(*args)
+        finally:
+            CAPTURED.reset(token)
+        try:
+            for key, message in pushes:
+                await_io(self.loop_redis.get().lpush(key, message))
+            return len(pushes)
+        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
+            raise Unavailable(
+                f"broker unavailable: could not queue the task ({type(exc).__name__})"
+            ) from None
+
+    def _send(self, task_type: TaskType, task_id: str, params: Mapping[str, Any],
+              owner: str, roles: frozenset[str], priority: int | None,
+              headers: Mapping[str, Any] | None) -> None:
         try:
             self.app.send_task(
                 task_type.celery_name,
@@ -86,3 +130,27 @@ def _check_folders(channel: Any) -> None:
     for folder in {channel.data_folder_in, channel.data_folder_out}:
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
             raise OSError(f"broker folder {folder} is missing or not writable")
+
+
+def _loop_redis(app: Celery) -> LoopLocal[Any] | None:
+    """redis.asyncio clients (one per event loop) on the broker's Redis, with the transport's
+    timeouts and one retry; None unless the app publishes through our Redis transport
+    without a key prefix."""
+    options = app.conf.broker_transport_options or {}
+    if app.conf.broker_transport != REDIS_TRANSPORT or options.get("global_keyprefix"):
+        return None
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    url, timeout = app.conf.broker_url, options.get("socket_timeout")
+
+    def make() -> Any:
+        return redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=options.get(
+                "socket_connect_timeout", timeout), retry=Retry(NoBackoff(), 1))
+
+    async def close(client: Any) -> None:
+        await client.aclose()
+
+    return LoopLocal(make, close)

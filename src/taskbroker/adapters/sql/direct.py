@@ -1,6 +1,7 @@
-"""The two hottest ledger statements on the driver's own cursor (PostgreSQL + psycopg).
+"""The hottest ledger statements on the driver's own cursor (PostgreSQL + psycopg).
 
-A start inserts one row and a status poll reads one row by primary key.  Through SQLAlchemy's
+A start inserts one row (after counting its owner's active tasks, when a cap is set) and a
+status poll reads one row by primary key.  Through SQLAlchemy's
 execution layer each costs ~250-300 microseconds of CPU, of which the database driver's part
 is ~90: the rest is SQLAlchemy's per-execution bookkeeping (events, isolation-level switching
 of the autocommit view, result metadata built from 23 column descriptions).  Here the two
@@ -11,11 +12,17 @@ pool, in autocommit for the statement, and errors come back as SQLAlchemy's own
 the same error from SQLAlchemy: one retry on a fresh connection, then the port's error.
 
 Every other statement, and SQLite, stays on SQLAlchemy.
+
+On the event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`) the same two statements
+run on psycopg's async connections, a few per loop (:class:`LoopConnections`), awaited there:
+no thread wakes for them.  Their errors are wrapped the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,15 +30,84 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from taskbroker.adapters.sql.tables import tasks
+from taskbroker.core.loop_bridge import LoopLocal, await_io, on_loop
 
-__all__ = ["DirectStatements", "direct_statements"]
+__all__ = ["DirectStatements", "LoopConnections", "direct_statements"]
 
 #: every column of the tasks table, in the order the direct statements name them
 COLUMNS: tuple[str, ...] = tuple(c.name for c in tasks.columns)
 
+#: async connections per event loop; seconds to wait for one; seconds one is kept (as the
+#: engine's pool_timeout and pool_recycle)
+LOOP_POOL_SIZE, LOOP_POOL_TIMEOUT, LOOP_POOL_RECYCLE = 8, 5.0, 1800.0
+
+
+class LoopConnections:
+    """Up to ``size`` psycopg async connections in autocommit for one event loop, made on
+    demand and reused; a broken one is dropped.
+
+    Args:
+        params: psycopg's connection keywords (what the engine's dialect passes).
+    """
+
+    def __init__(self, params: Mapping[str, Any], size: int = LOOP_POOL_SIZE) -> None:
+        self._params = dict(params)
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[Any, float]] = []
+        self._born: dict[int, float] = {}  # id(connection) -> when it was made
+
+    async def acquire(self) -> Any:
+        """An open connection (raises psycopg's OperationalError when none can be had)."""
+        import psycopg
+
+        try:
+            if self._slots.locked():  # all in use: wait, within the pool's timeout
+                await asyncio.wait_for(self._slots.acquire(), LOOP_POOL_TIMEOUT)
+            else:
+                await self._slots.acquire()
+        except TimeoutError:
+            raise psycopg.OperationalError(
+                f"no free connection within {LOOP_POOL_TIMEOUT:g} s") from None
+        try:
+            while self._idle:
+                conn, born = self._idle.pop()
+                if not (conn.closed or conn.broken) and time.monotonic() - born < \
+                        LOOP_POOL_RECYCLE:
+                    return conn
+                self._born.pop(id(conn), None)
+                await conn.close()
+            conn = await psycopg.AsyncConnection.connect(autocommit=True, **self._params)
+            self._born[id(conn)] = time.monotonic()
+            return conn
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def release(self, conn: Any) -> None:
+        """Give ``conn`` back (a closed or broken one is forgotten)."""
+        born = self._born.pop(id(conn), 0.0)
+        if not (conn.closed or conn.broken):
+            self._idle.append((conn, born))
+            self._born[id(conn)] = born
+        self._slots.release()
+
+    def drop_idle(self) -> list[Any]:
+        """Forget the idle connections (a database restart killed them) and return them."""
+        idle, self._idle = [conn for conn, _ in self._idle], []
+        for conn in idle:
+            self._born.pop(id(conn), None)
+        return idle
+
+    async def aclose(self) -> None:
+        """Close the idle connections."""
+        for conn in self.drop_idle():
+            with contextlib.suppress(Exception):
+                await conn.close()
+
 
 class DirectStatements:
-    """Insert one task record and read one by id, on psycopg's cursor.
+    """Insert one task record, read one by id and count an owner's active ones, on psycopg's
+    cursor.
 
     Args:
         engine: a PostgreSQL engine whose driver is psycopg (3).
@@ -48,7 +124,13 @@ class DirectStatements:
         names = ", ".join(COLUMNS)
         self._select = f"SELECT {names} FROM {table} WHERE id = %s"
         self._select_owned = f"{self._select} AND owner = %s"
+        self._count_active = (f"SELECT count(*) FROM {table} WHERE owner = %s "
+                              "AND status = ANY(%s)")
         self._table = table
+        _args, params = engine.dialect.create_connect_args(engine.url)
+        params.setdefault("connect_timeout", 3)
+        self.loop_connections: LoopLocal[LoopConnections] = LoopLocal(
+            lambda: LoopConnections(params), LoopConnections.aclose)
 
     @contextlib.contextmanager
     def _cursor(self, statement: str) -> Iterator[Any]:
@@ -84,6 +166,35 @@ class DirectStatements:
         return DBAPIError.instance(statement, None, exc, self._error, hide_parameters=True,
                                    connection_invalidated=dead, dialect=self.engine.dialect)
 
+    def _execute(self, statement: str, args: Any, *, fetch: bool) -> Any:
+        """Run ``statement``; the first row when ``fetch``.  Awaited on the loop's async
+        connections inside :func:`~taskbroker.core.loop_bridge.run_on_loop`."""
+        if on_loop():
+            return await_io(self._execute_on_loop(statement, args, fetch))
+        with self._cursor(statement) as cur:
+            cur.execute(statement, args)
+            return cur.fetchone() if fetch else None
+
+    async def _execute_on_loop(self, statement: str, args: Any, fetch: bool) -> Any:
+        connections = self.loop_connections.get()
+        try:
+            conn = await connections.acquire()
+        except self._error as exc:  # the database cannot be reached
+            raise self._wrapped(statement, exc, dead=False) from exc
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(statement, args)
+                return await cur.fetchone() if fetch else None
+        except self._error as exc:
+            dead = bool(conn.closed or conn.broken)
+            if dead:  # as on the engine's pool: the connections made before it died too
+                for old in connections.drop_idle():
+                    with contextlib.suppress(Exception):
+                        await old.close()
+            raise self._wrapped(statement, exc, dead=dead) from exc
+        finally:
+            connections.release(conn)
+
     def insert(self, values: Mapping[str, Any]) -> None:
         """INSERT one row of the tasks table (``params`` and ``result`` as JSON)."""
         names = list(values)
@@ -91,8 +202,7 @@ class DirectStatements:
                      f"VALUES ({', '.join(['%s'] * len(names))})")
         row = [self._json(v) if k in ("params", "result") and v is not None else v
                for k, v in values.items()]
-        with self._cursor(statement) as cur:
-            cur.execute(statement, row)
+        self._execute(statement, row, fetch=False)
 
     def get(self, task_id: str, owner: str | None = None) -> dict[str, Any] | None:
         """The row of ``task_id`` (only when ``owner`` owns it, if given), by column name."""
@@ -100,10 +210,14 @@ class DirectStatements:
             statement, args = self._select, (task_id,)
         else:
             statement, args = self._select_owned, (task_id, owner)
-        with self._cursor(statement) as cur:
-            cur.execute(statement, args)
-            row = cur.fetchone()
+        row = self._execute(statement, args, fetch=True)
         return None if row is None else dict(zip(COLUMNS, row, strict=True))
+
+
+    def count_active(self, owner: str, statuses: tuple[str, ...]) -> int:
+        """How many of ``owner``'s tasks have one of ``statuses`` (a start's active cap)."""
+        row = self._execute(self._count_active, (owner, list(statuses)), fetch=True)
+        return int(row[0])
 
 
 def direct_statements(engine: Engine) -> DirectStatements | None:

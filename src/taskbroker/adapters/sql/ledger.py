@@ -58,6 +58,7 @@ from taskbroker.adapters.sql.direct import direct_statements
 from taskbroker.adapters.sql.engine import engine_for
 from taskbroker.adapters.sql.tables import purged, task_events, tasks, workers
 from taskbroker.adapters.sql.tables import secrets as secret_keys
+from taskbroker.core.loop_bridge import off_loop, on_loop
 from taskbroker.core.ports import (
     ACTIVE,
     FAILURE,
@@ -83,7 +84,7 @@ from taskbroker.core.ports import (
     utcnow,
 )
 
-__all__ = ["SqlLedger", "translate_db_errors"]
+__all__ = ["SqlLedger", "loop_native", "translate_db_errors"]
 
 log = logging.getLogger("taskbroker.ledger")
 
@@ -110,10 +111,26 @@ def _port_error(exc: Exception) -> PortError:
 
 def translate_db_errors(fn: Callable[P, T]) -> Callable[P, T]:
     """Run ``fn``, retrying once on a connection that died in the pool, and translate
-    database errors into the port's errors (the original is chained for the server log)."""
+    database errors into the port's errors (the original is chained for the server log).
 
+    On the event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`) ``fn`` runs in a
+    worker thread: SQLAlchemy blocks.  Methods whose statements await on the loop are
+    decorated with :func:`loop_native` instead."""
+    return _translated(fn, native=False)
+
+
+def loop_native(fn: Callable[P, T]) -> Callable[P, T]:
+    """:func:`translate_db_errors` for a method that runs on the event loop when its ledger
+    has :attr:`SqlLedger.direct` statements (which await there) and in a worker thread
+    otherwise."""
+    return _translated(fn, native=True)
+
+
+def _translated(fn: Callable[P, T], *, native: bool) -> Callable[P, T]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        if on_loop() and not (native and args[0].direct is not None):  # type: ignore[attr-defined]
+            return off_loop(wrapper, *args, **kwargs)
         try:
             return fn(*args, **kwargs)
         except DBAPIError as exc:
@@ -202,6 +219,7 @@ class SqlLedger(Ledger):
         self.ac = engine.execution_options(isolation_level="AUTOCOMMIT")
         #: a start's insert and a status's read on the driver's cursor (PostgreSQL + psycopg)
         self.direct = direct_statements(engine)
+        self.loop_io = self.direct is not None
 
     @classmethod
     def from_url(cls, url: str) -> SqlLedger:
@@ -210,7 +228,7 @@ class SqlLedger(Ledger):
 
     # --- writes from the service ------------------------------------------------------
 
-    @translate_db_errors
+    @loop_native
     def create(self, *, task_id: str, task_type: str, task_name: str, owner: str,
                params: Mapping[str, Any], priority: int | None = None,
                idempotency_key: str | None = None, retry_of: str | None = None,
@@ -376,7 +394,7 @@ class SqlLedger(Ledger):
 
     # --- reads ------------------------------------------------------------------------
 
-    @translate_db_errors
+    @loop_native
     def get(self, task_id: str, *, owner: str | None = None) -> TaskRecord | None:
         """The record for ``task_id`` (None when absent or, with ``owner``, not theirs)."""
         if self.direct is not None:
@@ -531,9 +549,11 @@ class SqlLedger(Ledger):
                 value = conn.execute(query).scalar_one()
         return bytes.fromhex(value)
 
-    @translate_db_errors
+    @loop_native
     def count_active(self, owner: str) -> int:
         """How many non-terminal tasks ``owner`` has."""
+        if self.direct is not None:
+            return self.direct.count_active(owner, ACTIVE)
         with self.ac.connect() as conn:
             return conn.execute(
                 select(func.count()).select_from(tasks)

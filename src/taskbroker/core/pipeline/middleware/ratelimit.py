@@ -28,11 +28,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from limits import RateLimitItem, parse_many
+from limits.aio import strategies as aio_strategies
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import (
     FixedWindowRateLimiter,
@@ -41,6 +43,7 @@ from limits.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 
+from taskbroker.core.loop_bridge import LoopLocal, acquire
 from taskbroker.core.pipeline.chain import OPERATIONS, Call, Middleware
 from taskbroker.core.pipeline.errors import (
     BrokerUnavailable,
@@ -78,6 +81,13 @@ _STRATEGIES: dict[str, type[RateLimiter]] = {
     "moving-window": MovingWindowRateLimiter,
     "sliding-window-counter": SlidingWindowCounterRateLimiter,
     "fixed-window": FixedWindowRateLimiter,
+}
+
+#: the same strategies over `limits.aio` storage (same keys and scripts), for calls on the loop
+_AIO_STRATEGIES: dict[str, Any] = {
+    "moving-window": aio_strategies.MovingWindowRateLimiter,
+    "sliding-window-counter": aio_strategies.SlidingWindowCounterRateLimiter,
+    "fixed-window": aio_strategies.FixedWindowRateLimiter,
 }
 
 _SETTING = "TASKBROKER_RATE_LIMITS"
@@ -171,11 +181,12 @@ class _UserLocks:
         self._locks: dict[str, tuple[threading.Lock, int]] = {}
 
     def acquire(self, user: str) -> None:
-        """Block until ``user``'s lock is ours."""
+        """Block until ``user``'s lock is ours (on the event loop, the wait is a worker
+        thread's: the holder may be a start awaiting its insert on the same loop)."""
         with self._guard:
             lock, users = self._locks.get(user, (threading.Lock(), 0))
             self._locks[user] = (lock, users + 1)
-        lock.acquire()
+        acquire(lock)
 
     def release(self, user: str) -> None:
         """Give ``user``'s lock back (taken by :meth:`acquire`)."""
@@ -209,6 +220,7 @@ class RateLimitMiddleware(Middleware):
         ledger: ActiveCounter | None = None,
         max_active: int = 0,
         lease_seconds: float = 0.0,
+        loop_storage: Callable[[], tuple[Any, Callable[[], Awaitable[None]]]] | None = None,
     ) -> None:
         if strategy not in _STRATEGIES:
             raise RateLimitConfigError(
@@ -218,7 +230,20 @@ class RateLimitMiddleware(Middleware):
         self.limits = dict(limits)
         self.storage = storage if storage is not None else MemoryStorage()
         self.limiter = _STRATEGIES[strategy](self.storage)
-        self.leases = TokenLeases(self.limiter, lease_seconds)
+        loop_limiter: Callable[[], Any] | None = None
+        if loop_storage is not None:
+            aio_strategy, made = _AIO_STRATEGIES[strategy], loop_storage
+
+            def make() -> _LoopLimiter:
+                storage, close = made()
+                return _LoopLimiter(aio_strategy(storage), close)
+
+            async def close(held: _LoopLimiter) -> None:
+                await held.close()
+
+            per_loop = LoopLocal(make, close)
+            loop_limiter = lambda: per_loop.get().limiter  # noqa: E731
+        self.leases = TokenLeases(self.limiter, lease_seconds, loop_limiter=loop_limiter)
         self.strategy = strategy
         self.ledger = ledger
         self.max_active = max_active if ledger is not None else 0
@@ -257,7 +282,7 @@ class RateLimitMiddleware(Middleware):
             allowed = self.leases.hit(item, *ids)
             if allowed:
                 return
-            reset = self.limiter.get_window_stats(item, *ids).reset_time
+            reset = self.leases.reset_time(item, *ids)
         except Exception as exc:  # storage down or broken: refuse (fail closed)
             log.warning("rate limiter storage failed for %s: %s", operation, type(exc).__name__)
             raise BrokerUnavailable(
@@ -313,6 +338,31 @@ def _redis_storage(url: str, timeout: float) -> RedisStorage:
                         socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
+def _loop_redis_storage(url: str, timeout: float
+                        ) -> Callable[[], tuple[Any, Callable[[], Awaitable[None]]]]:
+    """Builds, on an event loop, the asyncio storage on the same Redis (redis.asyncio) and
+    the closer of its connections."""
+    def make() -> tuple[Any, Callable[[], Awaitable[None]]]:
+        import redis.asyncio
+        from limits.aio.storage import RedisStorage as LoopRedisStorage
+
+        pool = redis.asyncio.ConnectionPool.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        storage = LoopRedisStorage(f"async+{url}", implementation="redispy",
+                                   key_prefix=KEY_PREFIX, wrap_exceptions=True,
+                                   connection_pool=pool)
+        return storage, pool.disconnect
+    return make
+
+
+@dataclass
+class _LoopLimiter:
+    """A `limits.aio` strategy on one event loop and the closer of its connections."""
+
+    limiter: Any
+    close: Callable[[], Awaitable[None]]
+
+
 def build_rate_limit_middleware(settings: Settings, ledger: ActiveCounter | None
                                 ) -> RateLimitMiddleware:
     """The rate-limit middleware the settings describe.
@@ -334,4 +384,6 @@ def build_rate_limit_middleware(settings: Settings, ledger: ActiveCounter | None
         max_active=settings.max_active_per_user,
         # in memory a hit is no round trip: leases would only waste tokens
         lease_seconds=settings.rate_limit_lease_seconds if settings.redis_url else 0.0,
+        loop_storage=(_loop_redis_storage(settings.redis_url, settings.broker_timeout)
+                      if settings.redis_url else None),
     )

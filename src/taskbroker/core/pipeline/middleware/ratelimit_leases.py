@@ -12,16 +12,24 @@ demand sizes the next lease, so a steady caller spends about what it takes).  Ne
 a lease of several tokens no longer fits and the process falls back to one token per call,
 so the last tokens of a window are counted one by one.  Limits under
 :data:`MIN_LEASED_AMOUNT` per window are never leased (one token per call).
+
+On the event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`) the store is asked
+through the `limits` library's asyncio twin of the same strategy (same keys, same Lua
+scripts), awaited there; without one, in a worker thread.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem
 from limits.strategies import RateLimiter
+
+from taskbroker.core.loop_bridge import await_io, off_loop, on_loop
 
 __all__ = ["MIN_LEASED_AMOUNT", "TokenLeases"]
 
@@ -58,10 +66,15 @@ class TokenLeases:
     Args:
         limiter: the `limits` strategy over the shared store (e.g. Redis).
         lease_seconds: how long taken tokens may be spent locally (0: one token per call).
+        loop_limiter: this event loop's twin of ``limiter`` from `limits.aio` (same strategy,
+            same store), for calls on the loop (None: they ask ``limiter`` in a worker
+            thread).
     """
 
-    def __init__(self, limiter: RateLimiter, lease_seconds: float = 1.0) -> None:
+    def __init__(self, limiter: RateLimiter, lease_seconds: float = 1.0, *,
+                 loop_limiter: Callable[[], Any] | None = None) -> None:
         self.limiter = limiter
+        self.loop_limiter = loop_limiter
         self.lease_seconds = lease_seconds
         self._lock = threading.Lock()
         self._leases: dict[str, _Lease] = {}
@@ -72,7 +85,7 @@ class TokenLeases:
         Raises whatever the store raises (the caller fails closed).
         """
         if self.lease_seconds <= 0 or item.amount < MIN_LEASED_AMOUNT:
-            return self.limiter.hit(item, *identifiers)
+            return self._take(item, identifiers)
         key = item.key_for(*identifiers)
         now = time.monotonic()
         with self._lock:
@@ -83,9 +96,9 @@ class TokenLeases:
                 return True
             wanted = min(_next_size(lease, now), item.amount // MAX_LEASE_SHARE)
         # the store is asked outside the lock (a round trip); two threads may both refill
-        if wanted > 1 and self.limiter.hit(item, *identifiers, cost=wanted):
+        if wanted > 1 and self._take(item, identifiers, wanted):
             granted = wanted
-        elif self.limiter.hit(item, *identifiers):
+        elif self._take(item, identifiers):
             granted = 1  # near the limit: one token at a time
         else:
             return False
@@ -95,3 +108,17 @@ class TokenLeases:
                 self._leases.pop(next(iter(self._leases)))  # the least recently refilled
             self._leases[key] = _Lease(granted, granted - 1, now + self.lease_seconds)
         return True
+
+    def reset_time(self, item: RateLimitItem, *identifiers: str) -> float:
+        """When ``item``'s window for ``identifiers`` frees a token (epoch seconds)."""
+        if on_loop() and self.loop_limiter is not None:
+            stats = await_io(self.loop_limiter().get_window_stats(item, *identifiers))
+        else:
+            stats = off_loop(self.limiter.get_window_stats, item, *identifiers)
+        return float(stats.reset_time)
+
+    def _take(self, item: RateLimitItem, identifiers: tuple[str, ...], cost: int = 1) -> bool:
+        """Take ``cost`` tokens from the store (False: the limit would be exceeded)."""
+        if on_loop() and self.loop_limiter is not None:
+            return bool(await_io(self.loop_limiter().hit(item, *identifiers, cost=cost)))
+        return bool(off_loop(self.limiter.hit, item, *identifiers, cost=cost))
