@@ -2,13 +2,15 @@
 transport in embedded mode); kombu's errors become :class:`~taskbroker.core.ports.Unavailable`.
 
 On the event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`) a publish over Redis
-builds its message with Celery as always and awaits the LPUSH with redis.asyncio; any other
-transport, and the first publish to each queue (kombu declares the queue then, a blocking
-round trip), run in a worker thread.
+awaits its LPUSH with redis.asyncio; its message is Celery's (the first of a task type and
+priority, captured before kombu pushes it) or made from that one (:mod:`.message_template`).
+Any other transport, and the first publish to each queue (kombu declares the queue then, a
+blocking round trip), run in a worker thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -19,6 +21,7 @@ from kombu.exceptions import OperationalError
 
 from taskbroker.adapters.celery.app import REDIS_TRANSPORT
 from taskbroker.adapters.celery.inventory import queued_task_ids
+from taskbroker.adapters.celery.message_template import MessageTemplate
 from taskbroker.adapters.celery.redis_transport import CAPTURED
 from taskbroker.core.contract.tasktype import TaskType
 from taskbroker.core.loop_bridge import LoopLocal, await_io, off_loop, on_loop
@@ -38,6 +41,8 @@ class CeleryBroker(Broker):
         self.loop_redis: LoopLocal[Any] | None = _loop_redis(app)
         self._declared: set[str] = set()  # queues a publish has reached from this process
         self.loop_io = self.loop_redis is not None
+        #: (task type, priority) -> the message made last for it on the loop
+        self._templates: dict[tuple[str, int | None], MessageTemplate] = {}
 
     def publish(self, task_type: TaskType, task_id: str, params: Mapping[str, Any], *,
                 owner: str, roles: frozenset[str], priority: int | None = None,
@@ -51,17 +56,30 @@ class CeleryBroker(Broker):
             self._send_on_loop(*args)
         self._declared.add(task_type.queue)
 
-    def _send_on_loop(self, *args: Any) -> int:
-        """:meth:`_send` with its LPUSH awaited on the loop; returns how many were."""
+    def _send_on_loop(self, task_type: TaskType, task_id: str, params: Mapping[str, Any],
+                      owner: str, roles: frozenset[str], priority: int | None,
+                      headers: Mapping[str, Any] | None) -> int:
+        """Publish with the LPUSH awaited on the loop; returns how many were awaited.  The
+        message comes from the type's template, or from Celery (captured), which then makes
+        the template."""
         import redis.exceptions
 
         assert self.loop_redis is not None
-        pushes: list[tuple[str, str]] = []
-        token = CAPTURED.set(pushes)
-        try:
-            self._send(*args)
-        finally:
-            CAPTURED.reset(token)
+        template = self._templates.get((task_type.name, priority))
+        if template is not None:
+            kwargs, kwargsrepr = _task_kwargs(params, owner, roles)
+            pushes = [(template.key, template.fill(task_id, kwargs, kwargsrepr, headers or {}))]
+        else:
+            pushes = []
+            token = CAPTURED.set(pushes)
+            try:
+                self._send(task_type, task_id, params, owner, roles, priority, headers)
+            finally:
+                CAPTURED.reset(token)
+            if len(pushes) == 1 and len(self._templates) < MAX_TEMPLATES:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    self._templates[(task_type.name, priority)] = MessageTemplate(
+                        *pushes[0], custom_headers=headers or {})
         try:
             for key, message in pushes:
                 await_io(self.loop_redis.get().lpush(key, message))
@@ -74,14 +92,15 @@ class CeleryBroker(Broker):
     def _send(self, task_type: TaskType, task_id: str, params: Mapping[str, Any],
               owner: str, roles: frozenset[str], priority: int | None,
               headers: Mapping[str, Any] | None) -> None:
+        kwargs, kwargsrepr = _task_kwargs(params, owner, roles)
         try:
             self.app.send_task(
                 task_type.celery_name,
-                kwargs={"params": dict(params), "owner": owner, "roles": sorted(roles)},
+                kwargs=kwargs,
                 # what Celery logs and shows (events, flower) instead of the arguments:
                 # params may hold personal data, so only their keys
                 argsrepr="()",
-                kwargsrepr=f"{{'params': <keys {sorted(params)}>, 'owner': {owner!r}}}"[:500],
+                kwargsrepr=kwargsrepr,
                 task_id=task_id,
                 queue=task_type.queue,
                 priority=priority,
@@ -130,6 +149,18 @@ def _check_folders(channel: Any) -> None:
     for folder in {channel.data_folder_in, channel.data_folder_out}:
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
             raise OSError(f"broker folder {folder} is missing or not writable")
+
+
+#: how many (task type, priority) message templates a broker keeps at most
+MAX_TEMPLATES = 1000
+
+
+def _task_kwargs(params: Mapping[str, Any], owner: str, roles: frozenset[str]
+                 ) -> tuple[dict[str, Any], str]:
+    """A task message's keyword arguments and what Celery shows of them (params may hold
+    personal data: only their keys)."""
+    kwargsrepr = f"{{'params': <keys {sorted(params)}>, 'owner': {owner!r}}}"[:500]
+    return {"params": dict(params), "owner": owner, "roles": sorted(roles)}, kwargsrepr
 
 
 def _loop_redis(app: Celery) -> LoopLocal[Any] | None:
