@@ -65,8 +65,8 @@ GENERIC: list[tuple[str, tuple[str, ...]]] = [
     ("MCP SDK dispatch", ("mcp/server/", "mcp/shared/", "mcp_types")),
     ("HTTP (uvicorn, starlette, h11, sse)", ("uvicorn/", "starlette/", "h11/", "sse_starlette/",
                                              "httptools")),
-    ("thread hops, event loop (anyio/asyncio)", ("anyio/", "asyncio/", "concurrent/futures",
-                                                 "threading")),
+    ("event loop, thread hops (asyncio/anyio)", ("anyio/", "asyncio/", "concurrent/futures",
+                                                "threading")),
     ("json", ("json/",)),
 ]
 

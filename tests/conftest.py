@@ -95,6 +95,16 @@ def redis_server() -> Iterator[Redis]:
         server.stop()
 
 
+@pytest.fixture
+def private_redis() -> Iterator[Redis]:
+    """A redis-server of the test's own, which it may stop or restart."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A fresh PostgreSQL database for the session (127.0.0.1:5432, or a cluster we start)."""

@@ -7,24 +7,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import anyio
-import pytest
 
 from taskbroker.adapters.memory import MemoryLedger
 from taskbroker.adapters.redis.changes import ChangeFeed, ChangePublisher, channel_for
 from taskbroker.core.waiting import TaskWatcher
-from tests.support.procs import Redis, start_redis
-
-
-@pytest.fixture
-def redis() -> Iterator[Redis]:
-    server = start_redis()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.support.procs import Redis
 
 
 def _task(ledger: MemoryLedger) -> str:
@@ -39,12 +28,12 @@ def test_channels_are_per_database() -> None:
     assert channel_for("redis://h:6379") == channel_for("redis://h:6379/0")
 
 
-def test_a_write_elsewhere_wakes_the_waiter_through_pub_sub(redis: Redis) -> None:
+def test_a_write_elsewhere_wakes_the_waiter_through_pub_sub(private_redis: Redis) -> None:
     ledger = MemoryLedger()
-    ledger.on_change = ChangePublisher(redis.url)
+    ledger.on_change = ChangePublisher(private_redis.url)
     task_id = _task(ledger)
     # the fallback read would come after 60 s: everything below is pub/sub
-    watcher = TaskWatcher(ledger, changes=ChangeFeed(redis.url), fallback_interval=60,
+    watcher = TaskWatcher(ledger, changes=ChangeFeed(private_redis.url), fallback_interval=60,
                           batch_seconds=0.01, linger_seconds=0)
     seen: list[tuple[str, int]] = []
 
@@ -75,20 +64,20 @@ def test_a_write_elsewhere_wakes_the_waiter_through_pub_sub(redis: Redis) -> Non
     assert watcher.reads <= 2 + 4
 
 
-def test_the_subscription_survives_a_redis_restart(redis: Redis) -> None:
+def test_the_subscription_survives_a_redis_restart(private_redis: Redis) -> None:
     ledger = MemoryLedger()
     task_id = _task(ledger)
-    watcher = TaskWatcher(ledger, changes=ChangeFeed(redis.url), fallback_interval=60,
+    watcher = TaskWatcher(ledger, changes=ChangeFeed(private_redis.url), fallback_interval=60,
                           batch_seconds=0.01, linger_seconds=0)
     statuses: list[str] = []
 
     def outage_then_change() -> None:
         time.sleep(0.5)
-        redis.stop()
+        private_redis.stop()
         time.sleep(0.5)
-        redis.restart()
+        private_redis.restart()
         time.sleep(2.0)  # the feed reconnects within about a second
-        ledger.on_change = ChangePublisher(redis.url)
+        ledger.on_change = ChangePublisher(private_redis.url)
         ledger.cancel(task_id)
 
     async def main() -> None:

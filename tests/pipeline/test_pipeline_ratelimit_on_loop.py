@@ -4,7 +4,6 @@ over the same Redis, awaited on the loop, never the blocking client."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,13 @@ from taskbroker.core.pipeline.middleware.ratelimit import (
 )
 from taskbroker.core.pipeline.principal import Principal
 from taskbroker.core.settings import Settings
-from tests.support.procs import Redis, start_redis
+from tests.support.procs import Redis
 
 ALICE = Principal("alice", frozenset())
 
 
-@pytest.fixture
-def redis() -> Iterator[Redis]:
-    """A redis-server of this test's own (one test stops it)."""
-    server = start_redis()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _middleware(redis: Redis, tmp_path: Path, strategy: str) -> tuple[RateLimitMiddleware,
-                                                                        list[str]]:
+                                                                list[str]]:
     settings = Settings(redis_url=redis.url, data_dir=tmp_path, broker_timeout=0.5,
                         rate_limits="start: 5/minute; status: 400/minute",
                         rate_limit_strategy=strategy)
@@ -72,8 +61,8 @@ def _on_loop(middleware: RateLimitMiddleware, operation: str, times: int) -> lis
 
 @pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter", "fixed-window"])
 def test_calls_on_the_loop_and_in_threads_count_against_one_limit(
-        redis: Redis, tmp_path: Path, strategy: str) -> None:
-    middleware, blocking = _middleware(redis, tmp_path, strategy)
+        private_redis: Redis, tmp_path: Path, strategy: str) -> None:
+    middleware, blocking = _middleware(private_redis, tmp_path, strategy)
     for _ in range(2):  # two starts the usual way (a worker thread's blocking client)
         middleware.before(Call("start", ALICE, {}))
     assert blocking == ["hit", "hit"]
@@ -85,8 +74,8 @@ def test_calls_on_the_loop_and_in_threads_count_against_one_limit(
     assert 0 < refused.value.retry_after <= 60
 
 
-def test_leased_tokens_are_taken_on_the_loop(redis: Redis, tmp_path: Path) -> None:
-    middleware, blocking = _middleware(redis, tmp_path, "moving-window")
+def test_leased_tokens_are_taken_on_the_loop(private_redis: Redis, tmp_path: Path) -> None:
+    middleware, blocking = _middleware(private_redis, tmp_path, "moving-window")
     assert _on_loop(middleware, "status", 30) == ["ok"] * 30
     assert blocking == []
     # 400/minute is leased a few tokens at a time: far fewer store round trips than calls,
@@ -96,8 +85,8 @@ def test_leased_tokens_are_taken_on_the_loop(redis: Redis, tmp_path: Path) -> No
     assert 30 <= 400 - stats.remaining < 60
 
 
-def test_redis_down_refuses_calls_on_the_loop(redis: Redis, tmp_path: Path) -> None:
-    middleware, _ = _middleware(redis, tmp_path, "moving-window")
+def test_redis_down_refuses_calls_on_the_loop(private_redis: Redis, tmp_path: Path) -> None:
+    middleware, _ = _middleware(private_redis, tmp_path, "moving-window")
     assert _on_loop(middleware, "start", 1) == ["ok"]
-    redis.stop()
+    private_redis.stop()
     assert _on_loop(middleware, "start", 2) == ["BrokerUnavailable"] * 2  # fail closed
