@@ -111,8 +111,8 @@ class Settings(BaseSettings):
         description="MCP server with PostgreSQL and Redis: run starts and status reads on the "
         "event loop, their insert, read and publish awaited there (the rest of the call runs "
         "as before; anything else that blocks goes to a worker thread), instead of handing "
-        "each call to a worker thread. About a quarter less server CPU per start; up to 8 "
-        "more database connections per server process. `false` restores the thread per call.",
+        "each call to a worker thread: about a fifth less server CPU per start; up to 8 more "
+        "database connections per server process. `false` restores the thread per call.",
     )
     tool_wait_seconds: float = Field(
         default=45.0, ge=0, le=300,
