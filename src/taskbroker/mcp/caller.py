@@ -43,11 +43,6 @@ class ServiceCaller:
             self._on_loop = (loop_service.start, loop_service.status)
             self._call = loop_service.call
 
-    @property
-    def on_loop(self) -> bool:
-        """Whether starts and status reads run on the event loop."""
-        return bool(self._on_loop)
-
     def principal(self) -> Principal:
         """The caller of the current request: the bearer token's user, else the local one."""
         token = get_access_token()

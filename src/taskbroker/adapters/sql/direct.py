@@ -4,7 +4,7 @@ A start inserts one row (after counting its owner's active tasks, when a cap is 
 status poll reads one row by primary key.  Through SQLAlchemy's
 execution layer each costs ~250-300 microseconds of CPU, of which the database driver's part
 is ~90: the rest is SQLAlchemy's per-execution bookkeeping (events, isolation-level switching
-of the autocommit view, result metadata built from 23 column descriptions).  Here the two
+of the autocommit view, result metadata built from 23 column descriptions).  Here the
 statements run on the DBAPI connection of a connection checked out of the same engine's
 pool, in autocommit for the statement, and errors come back as SQLAlchemy's own
 ``DBAPIError`` subclasses (a dead connection invalidated in the pool and flagged), so
@@ -13,7 +13,7 @@ the same error from SQLAlchemy: one retry on a fresh connection, then the port's
 
 Every other statement, and SQLite, stays on SQLAlchemy.
 
-On the event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`) the same two statements
+On the event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`) the same statements
 run on psycopg's async connections, a few per loop (:class:`LoopConnections`), awaited there:
 no thread wakes for them.  Their errors are wrapped the same way.
 """
@@ -53,8 +53,8 @@ class LoopConnections:
     def __init__(self, params: Mapping[str, Any], size: int = LOOP_POOL_SIZE) -> None:
         self._params = dict(params)
         self._slots = asyncio.Semaphore(size)
-        self._idle: list[tuple[Any, float]] = []
-        self._born: dict[int, float] = {}  # id(connection) -> when it was made
+        self._idle: list[Any] = []
+        self._born: dict[int, float] = {}  # id(connection) -> when it was made, while open
 
     async def acquire(self) -> Any:
         """An open connection (raises psycopg's OperationalError when none can be had)."""
@@ -70,12 +70,13 @@ class LoopConnections:
                 f"no free connection within {LOOP_POOL_TIMEOUT:g} s") from None
         try:
             while self._idle:
-                conn, born = self._idle.pop()
-                if not (conn.closed or conn.broken) and time.monotonic() - born < \
-                        LOOP_POOL_RECYCLE:
-                    return conn
-                self._born.pop(id(conn), None)
-                await conn.close()
+                conn = self._idle.pop()
+                if conn.closed or conn.broken or \
+                        time.monotonic() - self._born[id(conn)] >= LOOP_POOL_RECYCLE:
+                    self._born.pop(id(conn), None)
+                    await conn.close()
+                    continue
+                return conn
             conn = await psycopg.AsyncConnection.connect(autocommit=True, **self._params)
             self._born[id(conn)] = time.monotonic()
             return conn
@@ -85,15 +86,15 @@ class LoopConnections:
 
     def release(self, conn: Any) -> None:
         """Give ``conn`` back (a closed or broken one is forgotten)."""
-        born = self._born.pop(id(conn), 0.0)
-        if not (conn.closed or conn.broken):
-            self._idle.append((conn, born))
-            self._born[id(conn)] = born
+        if conn.closed or conn.broken:
+            self._born.pop(id(conn), None)
+        else:
+            self._idle.append(conn)
         self._slots.release()
 
     def drop_idle(self) -> list[Any]:
         """Forget the idle connections (a database restart killed them) and return them."""
-        idle, self._idle = [conn for conn, _ in self._idle], []
+        idle, self._idle = self._idle, []
         for conn in idle:
             self._born.pop(id(conn), None)
         return idle
@@ -212,7 +213,6 @@ class DirectStatements:
             statement, args = self._select_owned, (task_id, owner)
         row = self._execute(statement, args, fetch=True)
         return None if row is None else dict(zip(COLUMNS, row, strict=True))
-
 
     def count_active(self, owner: str, statuses: tuple[str, ...]) -> int:
         """How many of ``owner``'s tasks have one of ``statuses`` (a start's active cap)."""

@@ -209,6 +209,8 @@ class RateLimitMiddleware(Middleware):
     counting at the same instant can, by at most one task each).
 
     Storage failures refuse the call with :class:`BrokerUnavailable` (fail closed).
+    ``loop_storage`` builds the `limits.aio` storage over the same store for calls on the
+    event loop (:mod:`taskbroker.core.loop_bridge`); without it they use a worker thread.
     """
 
     def __init__(
@@ -338,6 +340,10 @@ def _redis_storage(url: str, timeout: float) -> RedisStorage:
                         socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
+#: `limits.aio`'s names of the Redis URL schemes
+_AIO_SCHEMES = {"redis": "async+redis", "rediss": "async+rediss", "unix": "async+redis+unix"}
+
+
 def _loop_redis_storage(url: str, timeout: float
                         ) -> Callable[[], tuple[Any, Callable[[], Awaitable[None]]]]:
     """Builds, on an event loop, the asyncio storage on the same Redis (redis.asyncio) and
@@ -348,7 +354,9 @@ def _loop_redis_storage(url: str, timeout: float
 
         pool = redis.asyncio.ConnectionPool.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        storage = LoopRedisStorage(f"async+{url}", implementation="redispy",
+        scheme, rest = url.split("://", 1)
+        storage = LoopRedisStorage(f"{_AIO_SCHEMES[scheme.lower()]}://{rest}",
+                                   implementation="redispy",
                                    key_prefix=KEY_PREFIX, wrap_exceptions=True,
                                    connection_pool=pool)
         return storage, pool.disconnect
@@ -385,5 +393,6 @@ def build_rate_limit_middleware(settings: Settings, ledger: ActiveCounter | None
         # in memory a hit is no round trip: leases would only waste tokens
         lease_seconds=settings.rate_limit_lease_seconds if settings.redis_url else 0.0,
         loop_storage=(_loop_redis_storage(settings.redis_url, settings.broker_timeout)
-                      if settings.redis_url else None),
+                      if settings.redis_url and settings.redis_url.split("://", 1)[0].lower()
+                      in _AIO_SCHEMES else None),
     )
