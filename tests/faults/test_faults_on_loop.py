@@ -6,6 +6,7 @@ each recovery succeeds."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,15 +17,7 @@ from mcp import Client
 
 from tests.conftest import LOG_DIR
 from tests.support.mcp_client import tool_text
-from tests.support.procs import (
-    Postgres,
-    Proc,
-    Redis,
-    free_port,
-    start_process,
-    taskbroker_argv,
-    wait_for,
-)
+from tests.support.procs import Postgres, Redis, serving_http
 from tests.support.tcpproxy import TcpProxy
 
 PARKED = {"task_type": "test_parked", "params": {"path": "/nonexistent/tb-on-loop-fault"}}
@@ -53,16 +46,11 @@ def test_outages_answer_unavailable_and_the_first_call_after_recovery_succeeds(
     proxy = TcpProxy("127.0.0.1", int(postgres.url.split(":")[-1].split("/")[0]))
     url = postgres.url.replace(postgres.url.split("@")[1].split("/")[0],
                                f"127.0.0.1:{proxy.port}")
-    port = free_port()
     env = dict(dist_env, TASKBROKER_DATABASE_URL=url, TASKBROKER_REDIS_URL=private_redis.url,
                TASKBROKER_HTTP_AUTH="none", TASKBROKER_BROKER_TIMEOUT="1",
                TASKBROKER_RATE_LIMITS="start: 1000/minute; status: 1000/minute")
-    server: Proc = start_process(taskbroker_argv("serve", "--port", str(port), "--no-worker"),
-                                 env=env, name="loop-fault-server", log_dir=LOG_DIR)
-    try:
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200,
-                 timeout=60, what="server up")
-
+    with contextlib.closing(proxy), serving_http(env, name="loop-fault-server",
+                                                 log_dir=LOG_DIR) as port:
         async def body(c: Client) -> dict[str, Any]:
             seen: dict[str, Any] = {}
             # twice: the first publish to the queue is Celery's in a thread, the next on the loop
@@ -89,9 +77,6 @@ def test_outages_answer_unavailable_and_the_first_call_after_recovery_succeeds(
             return seen
 
         seen = _in_session(f"http://127.0.0.1:{port}/mcp", body)
-    finally:
-        server.stop()
-        proxy.close()
 
     for name in ("db start", "db status", "redis start"):
         failed, text, _ = seen[name]

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from mcp import Client
 
 from tests.conftest import LOG_DIR
 from tests.support.mcp_client import tool_text
-from tests.support.procs import Proc, free_port, start_process, taskbroker_argv, wait_for
+from tests.support.procs import Proc, serving_http
 
 CALLS = 12  # concurrent starts of one user
 CAP = 200  # their active-task cap (well above what this module starts)
@@ -31,18 +30,11 @@ def server(request: pytest.FixtureRequest, dist_env: dict[str, str],
 
     tokens = tmp_path_factory.mktemp("tokens") / "tokens.json"
     token = add_token(tokens, "loop-carol", [])
-    port = free_port()
     env = dict(dist_env, TASKBROKER_TOKEN_FILE=str(tokens),
                TASKBROKER_MAX_ACTIVE_PER_USER=str(CAP),
                TASKBROKER_SERVE_ON_LOOP=str(request.param == "on-loop").lower())
-    proc: Proc = start_process(taskbroker_argv("serve", "--port", str(port), "--no-worker"),
-                               env=env, name=f"loop-server-{request.param}", log_dir=LOG_DIR)
-    try:
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200,
-                 timeout=60, what="server up")
+    with serving_http(env, name=f"loop-server-{request.param}", log_dir=LOG_DIR) as port:
         yield {"url": f"http://127.0.0.1:{port}/mcp", "token": token}
-    finally:
-        proc.stop()
 
 
 def _session(server: dict[str, str]) -> Client:

@@ -23,11 +23,7 @@ from tests.conftest import LOG_DIR
 from tests.support.mcp_client import run_with, stdio_client, tool_text
 from tests.support.procs import (
     ROOT,
-    Proc,
-    free_port,
-    start_process,
-    taskbroker_argv,
-    wait_for,
+    serving_http,
 )
 from tests.support.tasks_client import (
     TASKS,
@@ -52,17 +48,10 @@ def server(dist_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 
     tokens = tmp_path_factory.mktemp("tokens") / "tokens.json"
     users = {name: add_token(tokens, f"wait-{name}", []) for name in ("alice", "bob")}
-    port = free_port()
     env = dict(dist_env, TASKBROKER_TOKEN_FILE=str(tokens), TASKBROKER_TOOL_WAIT_SECONDS=str(WAIT),
                TASKBROKER_WATCH_INTERVAL="0.1")
-    proc: Proc = start_process(taskbroker_argv("serve", "--port", str(port), "--no-worker"),
-                               env=env, name="wait-server", log_dir=LOG_DIR)
-    try:
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200,
-                 timeout=60, what="server up")
+    with serving_http(env, name="wait-server", log_dir=LOG_DIR) as port:
         yield {"url": f"http://127.0.0.1:{port}/mcp", **users}
-    finally:
-        proc.stop()
 
 
 def with_client(server: dict[str, str], user: str, body: Callable[[Client], Awaitable[Any]],

@@ -271,3 +271,18 @@ def running(proc: Proc) -> Iterator[Proc]:
         yield proc
     finally:
         proc.stop()
+
+
+@contextlib.contextmanager
+def serving_http(env: dict[str, str], *, name: str, log_dir: Path) -> Iterator[int]:
+    """`taskbroker serve` over HTTP without a worker of its own, up (``/healthz`` answers);
+    yields its port and stops it on exit, whatever happens."""
+    import httpx
+
+    port = free_port()
+    proc = start_process(taskbroker_argv("serve", "--port", str(port), "--no-worker"),
+                         env=env, name=name, log_dir=log_dir)
+    with running(proc):
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200,
+                 timeout=60, what=f"{name} up")
+        yield port
