@@ -85,9 +85,9 @@ def test_concurrent_starts_of_one_user_all_answer_and_read_back(
 
 def test_started_tasks_run_on_a_worker_and_their_results_read_back(
         server: dict[str, str], worker: Proc) -> None:
-    # the first start of a type goes through Celery in a worker thread (kombu declares the
-    # queue), the second through Celery on the loop (its message captured and kept), the
-    # third from that message's template: a worker must run all three
+    # on the loop, the first start of a type goes through Celery in a worker thread (kombu
+    # declares the queue), the second through Celery on the loop (its message captured and
+    # kept), the third from that message's template: a worker must run all three
     async def main() -> list[dict[str, Any]]:
         finals = []
         async with _session(server) as c:

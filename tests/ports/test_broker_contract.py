@@ -8,8 +8,9 @@ raw message with kombu from the same app's connection, as a worker would receive
 from the protocol-2 headers, kwargs from the JSON body) -- no worker is started.
 
 "celery-redis-on-loop" is the same CeleryBroker publishing as an MCP server's start does: on
-an event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`), Celery building the message
-and the LPUSH awaited with redis.asyncio.
+an event loop (:func:`~taskbroker.core.loop_bridge.run_on_loop`), the message Celery's own
+(captured) for a type's first task and made from it for the next ones, the LPUSH awaited
+with redis.asyncio.
 
 Every adapter also has a "down" twin: the stub with ``unavailable`` set, a CeleryBroker on a
 port nothing listens on (short TASKBROKER_BROKER_TIMEOUT), and the filesystem transport whose
