@@ -57,7 +57,6 @@ class MessageTemplate:
         message_headers = {**self._headers, "id": task_id, "root_id": task_id, **reprs,
                            **headers}
         properties = {**self._properties, "correlation_id": task_id, **reprs,
-                      "delivery_info": dict(self._properties["delivery_info"]),
                       "delivery_tag": str(uuid.uuid4())}
         body = json.dumps([[], dict(kwargs), self._embed]).encode()
         return json.dumps({"body": base64.b64encode(body).decode(), **self._envelope,

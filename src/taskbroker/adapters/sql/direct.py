@@ -92,16 +92,11 @@ class LoopConnections:
             self._idle.append(conn)
         self._slots.release()
 
-    def drop_idle(self) -> list[Any]:
-        """Forget the idle connections (a database restart killed them) and return them."""
+    async def aclose(self) -> None:
+        """Close the idle connections (the loop ends, or a database restart killed them)."""
         idle, self._idle = self._idle, []
         for conn in idle:
             self._born.pop(id(conn), None)
-        return idle
-
-    async def aclose(self) -> None:
-        """Close the idle connections."""
-        for conn in self.drop_idle():
             with contextlib.suppress(Exception):
                 await conn.close()
 
@@ -189,9 +184,7 @@ class DirectStatements:
         except self._error as exc:
             dead = bool(conn.closed or conn.broken)
             if dead:  # as on the engine's pool: the connections made before it died too
-                for old in connections.drop_idle():
-                    with contextlib.suppress(Exception):
-                        await old.close()
+                await connections.aclose()
             raise self._wrapped(statement, exc, dead=dead) from exc
         finally:
             connections.release(conn)
