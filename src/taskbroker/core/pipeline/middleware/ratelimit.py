@@ -28,8 +28,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -209,8 +208,9 @@ class RateLimitMiddleware(Middleware):
     counting at the same instant can, by at most one task each).
 
     Storage failures refuse the call with :class:`BrokerUnavailable` (fail closed).
-    ``loop_storage`` builds the `limits.aio` storage over the same store for calls on the
-    event loop (:mod:`taskbroker.core.loop_bridge`); without it they use a worker thread.
+    ``loop_limiter`` gives the running event loop's `limits.aio` twin of the strategy over the
+    same store, for calls on the loop (:mod:`taskbroker.core.loop_bridge`); without it they
+    ask the store in a worker thread.
     """
 
     def __init__(
@@ -222,7 +222,7 @@ class RateLimitMiddleware(Middleware):
         ledger: ActiveCounter | None = None,
         max_active: int = 0,
         lease_seconds: float = 0.0,
-        loop_storage: Callable[[], tuple[Any, Callable[[], Awaitable[None]]]] | None = None,
+        loop_limiter: Callable[[], Any] | None = None,
     ) -> None:
         if strategy not in _STRATEGIES:
             raise RateLimitConfigError(
@@ -232,19 +232,6 @@ class RateLimitMiddleware(Middleware):
         self.limits = dict(limits)
         self.storage = storage if storage is not None else MemoryStorage()
         self.limiter = _STRATEGIES[strategy](self.storage)
-        loop_limiter: Callable[[], Any] | None = None
-        if loop_storage is not None:
-            aio_strategy, made = _AIO_STRATEGIES[strategy], loop_storage
-
-            def make() -> _LoopLimiter:
-                storage, close = made()
-                return _LoopLimiter(aio_strategy(storage), close)
-
-            async def close(held: _LoopLimiter) -> None:
-                await held.close()
-
-            per_loop = LoopLocal(make, close)
-            loop_limiter = lambda: per_loop.get().limiter  # noqa: E731
         self.leases = TokenLeases(self.limiter, lease_seconds, loop_limiter=loop_limiter)
         self.strategy = strategy
         self.ledger = ledger
@@ -344,11 +331,11 @@ def _redis_storage(url: str, timeout: float) -> RedisStorage:
 _AIO_SCHEMES = {"redis": "async+redis", "rediss": "async+rediss", "unix": "async+redis+unix"}
 
 
-def _loop_redis_storage(url: str, timeout: float
-                        ) -> Callable[[], tuple[Any, Callable[[], Awaitable[None]]]]:
-    """Builds, on an event loop, the asyncio storage on the same Redis (redis.asyncio) and
-    the closer of its connections."""
-    def make() -> tuple[Any, Callable[[], Awaitable[None]]]:
+def _loop_limiter(url: str, timeout: float, strategy: str) -> Callable[[], Any]:
+    """The running event loop's `limits.aio` ``strategy`` over the same Redis
+    (redis.asyncio), made there on first use; its connections are closed with the loop's
+    other objects (:class:`~taskbroker.core.loop_bridge.LoopLocal`)."""
+    def make() -> tuple[Any, Any]:
         import redis.asyncio
         from limits.aio.storage import RedisStorage as LoopRedisStorage
 
@@ -359,16 +346,13 @@ def _loop_redis_storage(url: str, timeout: float
                                    implementation="redispy",
                                    key_prefix=KEY_PREFIX, wrap_exceptions=True,
                                    connection_pool=pool)
-        return storage, pool.disconnect
-    return make
+        return _AIO_STRATEGIES[strategy](storage), pool
 
+    async def close(made: tuple[Any, Any]) -> None:
+        await made[1].disconnect()
 
-@dataclass
-class _LoopLimiter:
-    """A `limits.aio` strategy on one event loop and the closer of its connections."""
-
-    limiter: Any
-    close: Callable[[], Awaitable[None]]
+    per_loop = LoopLocal(make, close)
+    return lambda: per_loop.get()[0]
 
 
 def build_rate_limit_middleware(settings: Settings, ledger: ActiveCounter | None
@@ -392,7 +376,8 @@ def build_rate_limit_middleware(settings: Settings, ledger: ActiveCounter | None
         max_active=settings.max_active_per_user,
         # in memory a hit is no round trip: leases would only waste tokens
         lease_seconds=settings.rate_limit_lease_seconds if settings.redis_url else 0.0,
-        loop_storage=(_loop_redis_storage(settings.redis_url, settings.broker_timeout)
+        loop_limiter=(_loop_limiter(settings.redis_url, settings.broker_timeout,
+                                    settings.rate_limit_strategy)
                       if settings.redis_url and settings.redis_url.split("://", 1)[0].lower()
                       in _AIO_SCHEMES else None),
     )
