@@ -7,7 +7,6 @@ each recovery succeeds."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -16,23 +15,11 @@ import pytest
 from mcp import Client
 
 from tests.conftest import LOG_DIR
-from tests.support.mcp_client import tool_text
+from tests.support.mcp_client import http_client, run_with, tool_text
 from tests.support.procs import Postgres, Redis, serving_http
 from tests.support.tcpproxy import TcpProxy
 
 PARKED = {"task_type": "test_parked", "params": {"path": "/nonexistent/tb-on-loop-fault"}}
-
-
-def _in_session(url: str, body: Callable[[Client], Awaitable[Any]]) -> Any:
-    import httpx2
-    from mcp.client.streamable_http import streamable_http_client
-
-    async def main() -> Any:
-        http = httpx2.AsyncClient(timeout=60)
-        async with Client(streamable_http_client(url, http_client=http)) as c:
-            return await body(c)
-
-    return anyio.run(main)
 
 
 async def _call(c: Client, tool: str, args: dict[str, Any]) -> tuple[bool, str, Any]:
@@ -76,7 +63,7 @@ def test_outages_answer_unavailable_and_the_first_call_after_recovery_succeeds(
             seen["redis back start"] = await _call(c, "start_background_task_tool", PARKED)
             return seen
 
-        seen = _in_session(f"http://127.0.0.1:{port}/mcp", body)
+        seen = run_with(http_client(f"http://127.0.0.1:{port}/mcp"), body)
 
     for name in ("db start", "db status", "redis start"):
         failed, text, _ = seen[name]

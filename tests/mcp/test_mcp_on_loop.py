@@ -11,10 +11,9 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
 
 from tests.conftest import LOG_DIR
-from tests.support.mcp_client import tool_text
+from tests.support.mcp_client import http_client, tool_text
 from tests.support.procs import Proc, serving_http
 
 CALLS = 12  # concurrent starts of one user
@@ -37,15 +36,6 @@ def server(request: pytest.FixtureRequest, dist_env: dict[str, str],
         yield {"url": f"http://127.0.0.1:{port}/mcp", "token": token}
 
 
-def _session(server: dict[str, str]) -> Client:
-    import httpx2
-    from mcp.client.streamable_http import streamable_http_client
-
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {server['token']}"},
-                              timeout=30)
-    return Client(streamable_http_client(server["url"], http_client=http))
-
-
 @pytest.mark.timeout(120)
 def test_concurrent_starts_of_one_user_all_answer_and_read_back(
         server: dict[str, str], tmp_path: Path) -> None:
@@ -55,7 +45,7 @@ def test_concurrent_starts_of_one_user_all_answer_and_read_back(
     async def main() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         started: list[dict[str, Any]] = [{}] * CALLS
         read: list[dict[str, Any]] = [{}] * CALLS
-        async with _session(server) as c:
+        async with http_client(server["url"], server["token"]) as c:
             async def start(i: int) -> None:
                 r = await c.call_tool("start_background_task_tool", {
                     "task_type": "test_parked", "params": {"path": str(tmp_path / f"m{i}")}})
@@ -90,7 +80,7 @@ def test_started_tasks_run_on_a_worker_and_their_results_read_back(
     # kept), the third from that message's template: a worker must run all three
     async def main() -> list[dict[str, Any]]:
         finals = []
-        async with _session(server) as c:
+        async with http_client(server["url"], server["token"]) as c:
             for n in (4, 5, 6):
                 r = await c.call_tool("start_background_task_tool",
                                       {"task_type": "test_count", "params": {"n": n, "step_ms": 0}})
