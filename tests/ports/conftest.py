@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from taskbroker.adapters.sql import engine_for
 from tests.support.procs import Postgres
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +37,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def contract_pg_url(postgres: Postgres) -> Iterator[str]:
     """A PostgreSQL database of the test module's own (dropped after it)."""
     with postgres.scratch_database("tb_ports") as url:
-        try:
-            yield url
-        finally:
-            engine_for(url).dispose()
+        yield url

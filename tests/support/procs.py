@@ -171,15 +171,19 @@ class Postgres:
     @contextlib.contextmanager
     def scratch_database(self, prefix: str) -> Iterator[str]:
         """Another database on the same server (a module's or a suite's own): its URL,
-        dropped on exit."""
+        dropped on exit, after this process's engine for it closed its pooled connections."""
         import psycopg
+
+        from taskbroker.adapters.sql.engine import engine_for
 
         name = f"{prefix}_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(self._admin_dsn(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
+        url = self.admin_url.rsplit("/", 1)[0] + f"/{name}"
         try:
-            yield self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+            yield url
         finally:
+            engine_for(url).dispose()
             self._drop(name)
 
     def stop(self) -> None:

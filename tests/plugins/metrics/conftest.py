@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 from metrics_programs import D0
 
-from taskbroker.adapters.sql.engine import engine_for
 from taskbroker.core.settings import get_settings
 from taskbroker.plugins.metrics import data
 from tests.support.procs import Postgres
@@ -33,10 +32,7 @@ def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
 def postgres_url(postgres: Postgres) -> Iterator[str]:
     """A throwaway database on the session's PostgreSQL, dropped afterwards."""
     with postgres.scratch_database("tb_metrics") as url:
-        try:
-            yield url
-        finally:
-            engine_for(url).dispose()
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
