@@ -247,9 +247,9 @@ class Ledger(abc.ABC):
     #: failing hook never fails the write.
     on_change: Callable[[str], None] | None = None
 
-    #: True when :meth:`create` and :meth:`get` await their statement on the event loop inside
-    #: :func:`~taskbroker.core.loop_bridge.run_on_loop` (and every other method is safe to
-    #: call there: it runs in a worker thread)
+    #: True when :meth:`create`, :meth:`get` and :meth:`count_active` await their statement on
+    #: the event loop inside :func:`~taskbroker.core.loop_bridge.run_on_loop` (and every
+    #: other method is safe to call there: it runs in a worker thread)
     loop_io: bool = False
 
     def _changed(self, task_id: str) -> None:

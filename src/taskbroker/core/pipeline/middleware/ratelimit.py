@@ -180,8 +180,8 @@ class _UserLocks:
         self._locks: dict[str, tuple[threading.Lock, int]] = {}
 
     def acquire(self, user: str) -> None:
-        """Block until ``user``'s lock is ours (on the event loop, the wait is a worker
-        thread's: the holder may be a start awaiting its insert on the same loop)."""
+        """Block until ``user``'s lock is ours (on the event loop, by awaited pauses: the
+        holder may be a start awaiting its insert on the same loop)."""
         with self._guard:
             lock, users = self._locks.get(user, (threading.Lock(), 0))
             self._locks[user] = (lock, users + 1)
@@ -331,18 +331,23 @@ def _redis_storage(url: str, timeout: float) -> RedisStorage:
 _AIO_SCHEMES = {"redis": "async+redis", "rediss": "async+rediss", "unix": "async+redis+unix"}
 
 
-def _loop_limiter(url: str, timeout: float, strategy: str) -> Callable[[], Any]:
+def _loop_limiter(url: str, timeout: float, strategy: str) -> Callable[[], Any] | None:
     """The running event loop's `limits.aio` ``strategy`` over the same Redis
     (redis.asyncio), made there on first use; its connections are closed with the loop's
-    other objects (:class:`~taskbroker.core.loop_bridge.LoopLocal`)."""
+    other objects (:class:`~taskbroker.core.loop_bridge.LoopLocal`).  None for a URL scheme
+    `limits.aio` does not name."""
+    scheme, rest = url.split("://", 1)
+    loop_scheme = _AIO_SCHEMES.get(scheme.lower())
+    if loop_scheme is None:
+        return None
+
     def make() -> tuple[Any, Any]:
         import redis.asyncio
         from limits.aio.storage import RedisStorage as LoopRedisStorage
 
         pool = redis.asyncio.ConnectionPool.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        scheme, rest = url.split("://", 1)
-        storage = LoopRedisStorage(f"{_AIO_SCHEMES[scheme.lower()]}://{rest}",
+        storage = LoopRedisStorage(f"{loop_scheme}://{rest}",
                                    implementation="redispy",
                                    key_prefix=KEY_PREFIX, wrap_exceptions=True,
                                    connection_pool=pool)
@@ -378,6 +383,5 @@ def build_rate_limit_middleware(settings: Settings, ledger: ActiveCounter | None
         lease_seconds=settings.rate_limit_lease_seconds if settings.redis_url else 0.0,
         loop_limiter=(_loop_limiter(settings.redis_url, settings.broker_timeout,
                                     settings.rate_limit_strategy)
-                      if settings.redis_url and settings.redis_url.split("://", 1)[0].lower()
-                      in _AIO_SCHEMES else None),
+                      if settings.redis_url else None),
     )
