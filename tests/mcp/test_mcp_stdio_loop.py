@@ -69,3 +69,99 @@ def test_an_overlong_line_on_the_pipe_is_skipped_and_serving_goes_on() -> None:
     done = _run(None, b"x" * (MAX_LINE_BYTES + 1024) + b"\nnext\n")
     assert done.stdout.decode().splitlines() == ["echo <line too long>", "echo next",
                                                  "after: blocking=1"]
+
+
+# --- the SDK's read and write streams over the pipe ---------------------------------------
+
+
+def test_the_message_reader_parses_each_line_and_hands_on_what_is_not_json_rpc() -> None:
+    import anyio
+    from mcp.shared.message import SessionMessage
+    from mcp.types import JSONRPCNotification, JSONRPCRequest
+
+    from taskbroker.mcp.stdio import MessageReader
+
+    async def main() -> list[object]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b'{"jsonrpc":"2.0","id":7,"method":"tools/list"}\n'
+                         b"not json\n"
+                         b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        reader.feed_eof()
+        stream = MessageReader(LoopLines(reader))
+        got: list[object] = [item async for item in stream]
+        try:
+            await stream.receive()
+        except anyio.EndOfStream:
+            got.append("end")
+        await stream.aclose()
+        try:
+            await stream.receive()
+        except anyio.ClosedResourceError:
+            got.append("closed")
+        return got
+
+    first, second, third, *rest = asyncio.run(main())
+    assert isinstance(first, SessionMessage) and isinstance(first.message, JSONRPCRequest)
+    assert first.message.id == 7 and first.message.method == "tools/list"
+    assert isinstance(second, Exception)  # the session drops it, as the SDK's reader's
+    assert isinstance(third, SessionMessage)
+    assert isinstance(third.message, JSONRPCNotification)
+    assert rest == ["end", "closed"]
+
+
+def test_the_message_writer_writes_whole_lines_and_says_when_the_client_is_gone() -> None:
+    """Concurrent answers larger than the pipe's buffer arrive as whole lines, each once;
+    once the client closed its end a send raises BrokenResourceError (the session's
+    "connection gone"), and after aclose ClosedResourceError."""
+    import json
+    import os
+    import threading
+
+    import anyio
+    from mcp.shared.message import SessionMessage
+    from mcp.types import JSONRPCResponse
+
+    from taskbroker.mcp.stdio import LoopWriter, MessageWriter
+
+    read_fd, write_fd = os.pipe()
+    received = bytearray()
+
+    def drain() -> None:  # the client: reads eight answers, then goes away
+        with open(read_fd, "rb", buffering=0) as pipe:
+            while received.count(b"\n") < 8 and (chunk := pipe.read(65536)):
+                received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, open(write_fd, "wb", buffering=0))  # noqa: SIM115
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        stream = MessageWriter(LoopWriter(writer))
+        big = "x" * 200_000  # three times a pipe's buffer: sends wait for the reader
+
+        async def answer(i: int) -> None:
+            await stream.send(SessionMessage(JSONRPCResponse(
+                jsonrpc="2.0", id=i, result={"n": i, "pad": big})))
+
+        await asyncio.gather(*(answer(i) for i in range(8)))
+        await asyncio.to_thread(reader.join, 30)
+        outcomes = []
+        for i in (98, 99):  # the first write meets the closed pipe, the second a closed transport
+            try:
+                await answer(i)
+            except anyio.BrokenResourceError:
+                outcomes.append("broken")
+        await stream.aclose()
+        try:
+            await answer(100)
+        except anyio.ClosedResourceError:
+            outcomes.append("closed")
+        return outcomes
+
+    assert asyncio.run(main()) == ["broken", "broken", "closed"]
+    lines = received.decode().splitlines()
+    assert sorted(json.loads(line)["id"] for line in lines) == list(range(8))
+    assert all(json.loads(line)["result"]["n"] == json.loads(line)["id"] for line in lines)

@@ -9,6 +9,13 @@ them with asyncio's pipe transports on the event loop instead and hands the SDK'
 ``stdio_server()`` those streams.  Anything else (a regular file, a terminal) keeps the SDK's
 threads.
 
+On pipes the SDK's reader and writer tasks are left out too: :class:`MessageReader` parses
+each line in the task that asks for the next message, and :class:`MessageWriter` writes each
+answer from the task that sends it (the SDK's read and write stream protocols).  Through
+``stdio_server()`` every message in and every answer out also crossed a zero-buffer memory
+stream to a task of its own: a wake-up and a few turns of the loop per message, which over
+stdio (one call at a time) nothing amortises.
+
 Like the SDK, it claims the standard descriptors while serving: the wire moves to private
 duplicates, fd 0 reads the null device and fd 1 writes to stderr, so a stray ``print`` in a
 plugin cannot corrupt the protocol; both are restored on exit.
@@ -22,11 +29,16 @@ import fcntl
 import os
 import stat
 from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
 from typing import Any
 
+import anyio
+from mcp import types
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 
-__all__ = ["MAX_LINE_BYTES", "LoopLines", "LoopWriter", "serve_stdio", "stdio_streams"]
+__all__ = ["MAX_LINE_BYTES", "LoopLines", "LoopWriter", "MessageReader", "MessageWriter",
+           "serve_stdio", "stdio_streams"]
 
 #: the longest message line read (a longer one is skipped, like any line that is not JSON-RPC)
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -94,6 +106,81 @@ class LoopWriter:
         await self.writer.drain()
 
 
+class _Closable:
+    """``async with`` closes the stream, as with the SDK's memory streams."""
+
+    _closed = False
+
+    async def aclose(self) -> None:
+        """Refuse further use (the pipe itself belongs to :func:`stdio_streams`)."""
+        self._closed = True
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class MessageReader(_Closable):
+    """The SDK's read stream over stdin's lines: each line parsed as one JSON-RPC message in
+    the task that receives it.  A line that is not JSON-RPC comes out as the exception that
+    says why (the session drops it), as from the SDK's reader; the end of stdin ends the
+    stream."""
+
+    #: no per-message sender context: the receiving task's own is used
+    last_context: Any = None
+
+    def __init__(self, lines: LoopLines) -> None:
+        self._lines = lines
+
+    async def receive(self) -> SessionMessage | Exception:
+        """The next message (or parse error); ``anyio.EndOfStream`` at the end of stdin."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            line = await self._lines.__anext__()
+        except StopAsyncIteration:
+            raise anyio.EndOfStream from None
+        try:
+            return SessionMessage(types.jsonrpc_message_adapter.validate_json(line,
+                                                                              by_name=False))
+        except Exception as exc:  # not JSON-RPC: handed on, like the SDK's reader does
+            return exc
+
+    def __aiter__(self) -> MessageReader:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+
+class MessageWriter(_Closable):
+    """The SDK's write stream over stdout: each message written as one JSON line by the task
+    that sends it (one ``write`` per message, so concurrent answers never interleave), which
+    waits while the pipe's buffer is full.  A pipe the client closed raises
+    ``anyio.BrokenResourceError``, which the session treats as a connection gone."""
+
+    def __init__(self, out: LoopWriter) -> None:
+        self._out = out
+
+    async def send(self, item: SessionMessage, /) -> None:
+        """Write ``item``'s message as a line."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._out.writer.transport.is_closing():
+            raise anyio.BrokenResourceError
+        line = item.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+        try:
+            await self._out.write(line)
+        except OSError as exc:  # ConnectionResetError, BrokenPipeError
+            raise anyio.BrokenResourceError from exc
+
+
 @contextlib.contextmanager
 def _claimed(fd: int, divert_to: int) -> Iterator[int]:
     """A private duplicate of ``fd`` (the wire) while ``fd`` points at ``divert_to``; on exit
@@ -151,8 +238,11 @@ async def serve_stdio(lowlevel_server: Any) -> None:
     """Run ``lowlevel_server`` (the SDK's low-level ``Server``) over stdin and stdout until
     the client closes stdin: on the event loop when they are pipes, else on the SDK's
     threads."""
+    options = lowlevel_server.create_initialization_options()
     async with stdio_streams() as streams:
-        stdin, stdout = streams if streams is not None else (None, None)
-        async with stdio_server(stdin, stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
-            await lowlevel_server.run(read_stream, write_stream,
-                                      lowlevel_server.create_initialization_options())
+        if streams is not None:
+            lines, out = streams
+            await lowlevel_server.run(MessageReader(lines), MessageWriter(out), options)
+            return
+        async with stdio_server() as (read_stream, write_stream):
+            await lowlevel_server.run(read_stream, write_stream, options)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 import structlog
+from opentelemetry import trace
 
 from taskbroker.core.settings import Settings
 
@@ -36,6 +37,9 @@ _KEY_VALUE = re.compile(r"(?i)\b([\w-]*(?:token|secret|password|api[_-]?key)[\w-
 #: a text none of the three patterns above can match lacks all of these (one search instead
 #: of three substitutions for the common, clean line)
 _MAYBE_SECRET = re.compile(r"(?i)bearer|basic|token|secret|password|api[_-]?key|@")
+#: for ASCII text lowered, :func:`_maybe_secret` tests the same words as substrings (a tenth
+#: of the search's cost) and this for the one that varies
+_API_KEY = re.compile(r"api[_-]?key")
 
 _secret_keys: set[str] = set()
 _secret_lock = threading.Lock()
@@ -49,8 +53,18 @@ def add_secret_keys(names: Iterable[str]) -> None:
             _secret_keys.update(names)
 
 
+def _maybe_secret(text: str) -> bool:
+    """Whether ``text`` may hold something a pattern redacts (:data:`_MAYBE_SECRET`)."""
+    if not text.isascii():  # Unicode case folding: the regular expression's own rules
+        return _MAYBE_SECRET.search(text) is not None
+    lowered = text.lower()
+    return ("@" in lowered or "token" in lowered or "secret" in lowered
+            or "password" in lowered or "bearer" in lowered or "basic" in lowered
+            or ("api" in lowered and _API_KEY.search(lowered) is not None))
+
+
 def _redact_text(text: str) -> str:
-    if not _MAYBE_SECRET.search(text):
+    if not _maybe_secret(text):
         return text
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
@@ -71,6 +85,20 @@ def _is_secret_key(key: str) -> bool:
     return known or key in _secret_keys
 
 
+#: whether a line's keys (in order) hold a secret one, for the key lists seen (bounded: lines
+#: come from a few call sites)
+_secret_key_lists: dict[tuple[str, ...], bool] = {}
+
+
+def _has_secret_key(keys: tuple[str, ...]) -> bool:
+    known = _secret_key_lists.get(keys)
+    if known is None:
+        known = any(_is_secret_key(k) for k in keys if k != "event")
+        if len(_secret_key_lists) < 4096:
+            _secret_key_lists[keys] = known
+    return known
+
+
 def _redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
     if key is not None and _is_secret_key(key):
         return REDACTED
@@ -87,13 +115,23 @@ def _redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
 
 def redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: replace secret values (by key name and by pattern) with ***."""
+    # the common line: flat, no secret key, and its texts together hold no candidate (no
+    # pattern spans the newline that joins them): nothing to replace, one test for all
+    if not _has_secret_key(tuple(event_dict)):
+        texts = []
+        for value in event_dict.values():
+            if type(value) is str:
+                texts.append(value)
+            elif value is not None and not isinstance(value, int | float):
+                break
+        else:
+            if not _maybe_secret("\n".join(texts)):
+                return event_dict
     return {k: _redact_value(k if k != "event" else None, v) for k, v in event_dict.items()}
 
 
 def add_otel_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: trace_id and span_id of the current span, when there is one."""
-    from opentelemetry import trace
-
     ctx = trace.get_current_span().get_span_context()
     if ctx.is_valid:
         event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
