@@ -34,3 +34,19 @@ def test_run_all_tiny_prints_every_figure(tmp_path: Path) -> None:
     assert markdown.startswith("# Benchmark results")
     for expected in EXPECTED_ROWS:
         assert f"| {expected}" in markdown
+
+
+@pytest.mark.slow
+def test_pair_modes_over_stdio_prints_every_server_and_the_paired_ratios() -> None:
+    """bench/pair_modes.py --stdio (the A/B tool the findings cite) runs to the end."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pair_modes.py"), "--stdio", "--rounds", "1",
+         "--per", "5", "--b-env", "TASKBROKER_LOG_LEVEL=WARNING"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("server CPU ms per start over stdio, 1 client x 5 calls")
+    labels = [line.split()[0] for line in lines[1:] if "median" in line]
+    assert labels[:2] == ["A", "B"]
+    assert any(line.strip().startswith("A / B:") for line in lines)
