@@ -165,3 +165,57 @@ def test_the_message_writer_writes_whole_lines_and_says_when_the_client_is_gone(
     lines = received.decode().splitlines()
     assert sorted(json.loads(line)["id"] for line in lines) == list(range(8))
     assert all(json.loads(line)["result"]["n"] == json.loads(line)["id"] for line in lines)
+
+
+def test_a_real_stdio_server_answers_after_hostile_lines(dist_env: dict[str, str]) -> None:
+    """Lines that are not JSON, not UTF-8, not JSON-RPC, or ask for an unknown method reach
+    the real server first; it keeps serving: the handshake and a tool list still work, and
+    it exits 0 when stdin closes."""
+    import json
+    import queue
+    import threading
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskbroker", "serve", "--transport", "stdio", "--no-worker"],
+        env=dist_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL)
+    answers: queue.Queue[dict] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            answers.put(json.loads(line))
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def answer_to(request_id: int) -> dict:
+        while True:
+            message = answers.get(timeout=60)
+            if message.get("id") == request_id:
+                return message
+
+    try:
+        assert proc.stdin is not None
+        hostile = [b"not json", b"\xff\xfe\x00 not utf-8", b'{"jsonrpc":"2.0"}', b"[1, 2, 3]",
+                   b'{"jsonrpc":"2.0","id":1,"method":"no/such/method"}', b"{" * 10_000]
+        handshake = [
+            {"jsonrpc": "2.0", "id": 2, "method": "initialize",
+             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                        "clientInfo": {"name": "hostile", "version": "0"}}},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+        ]
+        proc.stdin.write(b"\n".join(hostile) + b"\n"
+                         + b"".join(json.dumps(m).encode() + b"\n" for m in handshake))
+        proc.stdin.flush()
+        assert "error" in answer_to(1)
+        assert answer_to(2)["result"]["serverInfo"]["name"] == "taskbroker"
+        tools = {t["name"] for t in answer_to(3)["result"]["tools"]}
+        assert {"start_background_task_tool", "get_task_status_tool", "cancel_task_tool",
+                "list_active_tasks_tool"} <= tools
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
