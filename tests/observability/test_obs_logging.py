@@ -114,6 +114,19 @@ def test_the_flat_line_shortcut_redacts_as_the_full_walk(line: dict) -> None:
     assert obs_logging.redact(None, "info", dict(line)) == full
 
 
+def test_a_key_made_secret_after_lines_with_it_were_written_is_redacted_from_then_on(
+        captured: io.StringIO) -> None:
+    """A task type's secret params become secret keys when the type is first used; lines
+    already written with that key list must not keep the key list's earlier verdict."""
+    log = structlog.get_logger("ours")
+    log.info("before", pin_code_19="1234", ok="visible")
+    add_secret_keys({"pin_code_19"})
+    log.info("before", pin_code_19="5678", ok="visible")
+    first, second = lines(captured)
+    assert first["pin_code_19"] == "1234"
+    assert second["pin_code_19"] == "***" and "5678" not in captured.getvalue()
+
+
 def test_our_lines_take_the_direct_route_and_match_a_stdlib_record(
         captured: io.StringIO) -> None:
     """taskbroker's structlog events skip the stdlib LogRecord route (about half a line's

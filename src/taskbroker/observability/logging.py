@@ -43,14 +43,23 @@ _API_KEY = re.compile(r"api[_-]?key")
 
 _secret_keys: set[str] = set()
 _secret_lock = threading.Lock()
+#: whether a line's keys (in order) hold a secret one, for the key lists seen (bounded: lines
+#: come from a few call sites); emptied when a key becomes secret, and a verdict reached
+#: meanwhile (``_secret_generation`` moved) is not kept
+_secret_key_lists: dict[tuple[str, ...], bool] = {}
+_secret_generation = 0
 
 
 def add_secret_keys(names: Iterable[str]) -> None:
     """Also redact values under these keys (``TaskType.secret_params``)."""
+    global _secret_generation
     names = set(names)
     if names - _secret_keys:
         with _secret_lock:
             _secret_keys.update(names)
+            # key lists judged before may hold one of these now
+            _secret_generation += 1
+            _secret_key_lists.clear()
 
 
 def _maybe_secret(text: str) -> bool:
@@ -85,17 +94,14 @@ def _is_secret_key(key: str) -> bool:
     return known or key in _secret_keys
 
 
-#: whether a line's keys (in order) hold a secret one, for the key lists seen (bounded: lines
-#: come from a few call sites)
-_secret_key_lists: dict[tuple[str, ...], bool] = {}
-
-
 def _has_secret_key(keys: tuple[str, ...]) -> bool:
     known = _secret_key_lists.get(keys)
     if known is None:
+        generation = _secret_generation
         known = any(_is_secret_key(k) for k in keys if k != "event")
-        if len(_secret_key_lists) < 4096:
-            _secret_key_lists[keys] = known
+        with _secret_lock:
+            if generation == _secret_generation and len(_secret_key_lists) < 4096:
+                _secret_key_lists[keys] = known
     return known
 
 
