@@ -34,12 +34,15 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
 _KEY_VALUE = re.compile(r"(?i)\b([\w-]*(?:token|secret|password|api[_-]?key)[\w-]*)"
                         r"(\s*[=:]\s*)(['\"]?)[^\s'\",;&]+")
-#: a text none of the three patterns above can match lacks all of these (one search instead
-#: of three substitutions for the common, clean line)
-_MAYBE_SECRET = re.compile(r"(?i)bearer|basic|token|secret|password|api[_-]?key|@")
-#: for ASCII text lowered, :func:`_maybe_secret` tests the same words as substrings (a tenth
-#: of the search's cost) and this for the one that varies
+#: a text none of the three patterns above can match holds none of these words and no API
+#: key name (one test instead of three substitutions for the common, clean line)
+_SECRET_WORDS = ("@", "token", "secret", "password", "bearer", "basic")
 _API_KEY = re.compile(r"api[_-]?key")
+#: the same test as one case-insensitive search, for text that is not ASCII (Unicode case
+#: folding: the patterns' own rules); ASCII text is lowered and tested word by word instead,
+#: a tenth of the search's cost
+_MAYBE_SECRET = re.compile("(?i)" + "|".join(map(re.escape, _SECRET_WORDS))
+                           + "|" + _API_KEY.pattern)
 
 _secret_keys: set[str] = set()
 _secret_lock = threading.Lock()
@@ -67,9 +70,10 @@ def _maybe_secret(text: str) -> bool:
     if not text.isascii():  # Unicode case folding: the regular expression's own rules
         return _MAYBE_SECRET.search(text) is not None
     lowered = text.lower()
-    return ("@" in lowered or "token" in lowered or "secret" in lowered
-            or "password" in lowered or "bearer" in lowered or "basic" in lowered
-            or ("api" in lowered and _API_KEY.search(lowered) is not None))
+    for word in _SECRET_WORDS:
+        if word in lowered:
+            return True
+    return "api" in lowered and _API_KEY.search(lowered) is not None
 
 
 def _redact_text(text: str) -> str:
