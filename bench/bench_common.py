@@ -152,6 +152,13 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return ms(statistics.median(samples)), ms(p99(samples))
 
 
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """The median of the turns' own ratios ``ours[i] / theirs[i]`` (turns where ``theirs``
+    measured nothing left out; NaN when none is left)."""
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True) if b > 0]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of process ``pid`` (seconds, from /proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as fh:

@@ -39,6 +39,7 @@ from bench_common import (
     cpu_seconds,
     docket_env,
     ms,
+    paired_ratio,
 )
 
 from tests.support.procs import free_port
@@ -360,28 +361,36 @@ async def _stdio_rounds(servers: list[_StdioServer], rounds: int, per_round: int
     return out
 
 
+def ours_over_stdio(label: str, env: dict[str, str]) -> _StdioServer:
+    """`taskbroker serve --transport stdio` (no worker) with ``env``, measured as ``label``."""
+    return _StdioServer(label, sys.executable,
+                        ["-m", "taskbroker", "serve", "--transport", "stdio", "--no-worker"],
+                        env, b"-m\0taskbroker\0serve", "start_background_task_tool",
+                        "get_task_status_tool")
+
+
+def docket_over_stdio(benv: BenchEnv, label: str = "docket") -> _StdioServer:
+    """The FastMCP 4 + Docket peer over stdio, measured as ``label``."""
+    return _StdioServer(label, str(DOCKET_PYTHON),
+                        [str(BENCH / "bench_docket_peer.py"), "--transport", "stdio", "--redis",
+                         benv.redis.url], docket_env(benv), b"bench_docket_peer", "start",
+                        "status")
+
+
 def _stdio_rows(benv: BenchEnv, tiny: bool) -> list[Figure]:
     rounds, per = (1, 20) if tiny else (7, 200)
     servers = [
-        _StdioServer("ours", sys.executable,
-                     ["-m", "taskbroker", "serve", "--transport", "stdio", "--no-worker"],
-                     dict(benv.env, TASKBROKER_REAPER_INTERVAL="3600"), b"-m\0taskbroker\0serve",
-                     "start_background_task_tool", "get_task_status_tool"),
+        ours_over_stdio("ours", dict(benv.env, TASKBROKER_REAPER_INTERVAL="3600")),
         _StdioServer("peer", sys.executable,
                      [str(BENCH / "bench_peer_server.py"), "--transport", "stdio", "--redis",
                       benv.redis.url], benv.env, b"bench_peer_server", "start", "status"),
-        _StdioServer("docket", str(DOCKET_PYTHON),
-                     [str(BENCH / "bench_docket_peer.py"), "--transport", "stdio", "--redis",
-                      benv.redis.url], docket_env(benv), b"bench_docket_peer", "start",
-                     "status"),
+        docket_over_stdio(benv),
     ]
     got = anyio.run(_stdio_rounds, servers, rounds, per)
     rows = []
     for op in ("start", "status"):
         ours, peer, docket = (statistics.median(got[k][op]) for k in ("ours", "peer", "docket"))
-        paired = statistics.median(a / b for a, b in zip(got["ours"][op], got["docket"][op],
-                                                         strict=True) if b > 0) \
-            if any(got["docket"][op]) else float("nan")
+        paired = paired_ratio(got["ours"][op], got["docket"][op])
         if not tiny and min(ours, peer, docket) <= 0:  # a wrong pid measures nothing
             raise RuntimeError(f"stdio {op}: no server CPU measured ({got!r})"[:500])
         rows.append(Figure(

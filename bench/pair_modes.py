@@ -30,8 +30,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
-from bench_common import PARKED_PARAMS, BenchEnv, bench_environment, docket_env
-from bench_flows import BENCH, DOCKET_PYTHON, _stdio_rounds, _StdioServer
+from bench_common import DOCKET_PYTHON, PARKED_PARAMS, BenchEnv, bench_environment, paired_ratio
+from bench_flows import _stdio_rounds, docket_over_stdio, ours_over_stdio
 from bench_mcp import _docket_server, _sdk_batch, _served
 
 from tests.support.procs import free_port, taskbroker_argv
@@ -93,16 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 def _stdio_turns(benv: BenchEnv, env_a: dict[str, str], env_b: dict[str, str], op: str,
                  rounds: int, per: int) -> dict[str, list[float]]:
     """Server CPU ms per ``op`` of A, B and Docket over stdio, in turns."""
-    marker = b"-m\0taskbroker\0serve"
-    servers = [_StdioServer(label, sys.executable,
-                            ["-m", "taskbroker", "serve", "--transport", "stdio", "--no-worker"],
-                            env, marker, "start_background_task_tool", "get_task_status_tool")
-               for label, env in (("A", env_a), ("B", env_b))]
+    servers = [ours_over_stdio("A", env_a), ours_over_stdio("B", env_b)]
     if DOCKET_PYTHON.exists():
-        servers.append(_StdioServer(
-            "Docket", str(DOCKET_PYTHON), [str(BENCH / "bench_docket_peer.py"), "--transport",
-                                           "stdio", "--redis", benv.redis.url],
-            docket_env(benv), b"bench_docket_peer", "start", "status"))
+        servers.append(docket_over_stdio(benv, "Docket"))
     got = anyio.run(_stdio_rounds, servers, rounds, per)
     return {label: turns[op] for label, turns in got.items()}
 
@@ -113,9 +106,8 @@ def _report(cpu: dict[str, list[float]], title: str) -> None:
         print(f"  {label:7} " + " ".join(f"{v:.2f}" for v in values)
               + f"   median {statistics.median(values):.3f}")
     for label in [k for k in cpu if k != "A"]:
-        paired = statistics.median(a / b for a, b in zip(cpu["A"], cpu[label], strict=True)
-                                   if b > 0)
-        print(f"  A / {label}: {paired:.3f} (median of the turns' ratios)")
+        print(f"  A / {label}: {paired_ratio(cpu['A'], cpu[label]):.3f} (median of the turns' "
+              "ratios)")
 
 
 if __name__ == "__main__":
